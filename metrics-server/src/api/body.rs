@@ -1,0 +1,343 @@
+//! Reading a `POST /v1/metrics` body: content type, size limit, JSON, and each metric's fields.
+//!
+//! A body is one metric object or an array of them; either way it becomes a list of
+//! [`NewMetric`]s or a 4xx [`ApiError`] that names what is wrong, before anything is stored.
+//! The object is kept exactly as posted (keys, order, number spelling, `ts` as written), minus
+//! insignificant whitespace.
+
+use metrics_types::{validate_name, ErrorCode, Timestamp};
+use poem::{
+    error::ReadBodyError,
+    http::StatusCode,
+    Request, RequestBody,
+};
+use poem_openapi::{
+    registry::{MetaMediaType, MetaRequest, Registry},
+    ApiExtractor, ApiExtractorType, ExtractParamOptions,
+};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{error::ApiError, schema};
+use crate::store::NewMetric;
+
+/// The largest request body accepted, set once for the whole service (`--body-limit`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimit(pub(crate) usize);
+
+/// The validated metrics of one POST.
+pub(crate) struct MetricsBody(pub(crate) Vec<NewMetric>);
+
+impl<'a> ApiExtractor<'a> for MetricsBody {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        schema::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: Some(
+                "One metric object, or a JSON array of them: a batch, stored all or nothing.",
+            ),
+            content: vec![MetaMediaType {
+                content_type: "application/json",
+                schema: schema::metric_or_batch(),
+            }],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        if let Some(content_type) = request.content_type() {
+            if !is_json(content_type) {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    ErrorCode::UnsupportedMediaType,
+                    format!("Content-Type {content_type:?} is not supported; send application/json"),
+                )
+                .into());
+            }
+        }
+        let limit = request.data::<BodyLimit>().map_or(usize::MAX, |l| l.0);
+        let bytes = body
+            .take()?
+            .into_bytes_limit(limit)
+            .await
+            .map_err(|err| match err {
+                ReadBodyError::PayloadTooLarge => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::PayloadTooLarge,
+                    format!("the request body is over the limit of {limit} bytes; split it into smaller batches"),
+                ),
+                other => ApiError::bad_request(
+                    ErrorCode::BadRequest,
+                    format!("could not read the request body: {other}"),
+                ),
+            })?;
+        Ok(MetricsBody(parse_metrics(&bytes)?))
+    }
+}
+
+/// `application/json`, with or without parameters, and `application/<anything>+json`.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || (essence.len() > 17
+            && essence[..12].eq_ignore_ascii_case("application/")
+            && essence[essence.len() - 5..].eq_ignore_ascii_case("+json"))
+}
+
+/// Parses a body: one metric object or an array of them.
+pub(crate) fn parse_metrics(bytes: &[u8]) -> Result<Vec<NewMetric>, ApiError> {
+    let text = std::str::from_utf8(bytes).map_err(|err| {
+        ApiError::bad_request(ErrorCode::InvalidJson, format!("the body is not UTF-8: {err}"))
+    })?;
+    let invalid_json = |err: serde_json::Error| {
+        ApiError::bad_request(ErrorCode::InvalidJson, format!("the body is not valid JSON: {err}"))
+    };
+    match text.trim_start().as_bytes().first() {
+        None => Err(ApiError::bad_request(
+            ErrorCode::InvalidBody,
+            "the body is empty; send a metric object such as {\"name\": \"cpu\", \"value\": 1, \"ts\": \"2016-01-01\"}",
+        )),
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(invalid_json)?;
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, raw)| parse_metric(raw).map_err(|e| e.in_batch(i)))
+                .collect()
+        }
+        Some(b'{') => {
+            let raw: &RawValue = serde_json::from_str(text).map_err(invalid_json)?;
+            Ok(vec![parse_metric(raw).map_err(FieldError::into_api)?])
+        }
+        Some(_) => {
+            // Say whether it was JSON at all before saying it was the wrong JSON.
+            serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(invalid_json)?;
+            Err(ApiError::bad_request(
+                ErrorCode::InvalidBody,
+                "the body must be a metric object or an array of metric objects",
+            ))
+        }
+    }
+}
+
+/// The three fields the API requires, still raw; every other key is kept but not read.
+#[derive(Deserialize)]
+struct Fields<'a> {
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    value: Option<&'a RawValue>,
+    #[serde(borrow)]
+    ts: Option<&'a RawValue>,
+}
+
+/// What is wrong with one metric, before we know whether it stands alone or in a batch.
+struct FieldError {
+    code: ErrorCode,
+    message: String,
+}
+
+impl FieldError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        FieldError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn into_api(self) -> ApiError {
+        ApiError::bad_request(self.code, self.message)
+    }
+
+    fn in_batch(self, index: usize) -> ApiError {
+        ApiError::bad_request(
+            self.code,
+            format!("metric at index {index}: {}; nothing of the batch was stored", self.message),
+        )
+    }
+}
+
+fn parse_metric(raw: &RawValue) -> Result<NewMetric, FieldError> {
+    let text = raw.get();
+    if !text.starts_with('{') {
+        return Err(FieldError::new(
+            ErrorCode::InvalidBody,
+            "a metric must be a JSON object with name, value and ts",
+        ));
+    }
+    let fields: Fields<'_> = serde_json::from_str(text)
+        .map_err(|err| FieldError::new(ErrorCode::InvalidField, strip_position(&err)))?;
+    let missing = |field: &str| {
+        FieldError::new(
+            ErrorCode::MissingField,
+            format!("missing field `{field}`; a metric needs name, value and ts"),
+        )
+    };
+
+    let name: String = fields
+        .name
+        .ok_or_else(|| missing("name"))
+        .and_then(|raw| {
+            serde_json::from_str(raw.get()).map_err(|_| {
+                FieldError::new(ErrorCode::InvalidField, "field `name` must be a string")
+            })
+        })?;
+    validate_name(&name)
+        .map_err(|err| FieldError::new(ErrorCode::InvalidField, format!("field `name` {err}")))?;
+
+    let value_raw = fields.value.ok_or_else(|| missing("value"))?;
+    let value = match serde_json::from_str::<serde_json::Value>(value_raw.get()) {
+        Ok(serde_json::Value::Number(n)) => n.as_f64(),
+        Ok(serde_json::Value::String(_) | serde_json::Value::Bool(_)) => None,
+        Ok(_) => {
+            return Err(FieldError::new(
+                ErrorCode::InvalidField,
+                "field `value` must be a number, a string or a boolean",
+            ))
+        }
+        Err(err) => {
+            return Err(FieldError::new(
+                ErrorCode::InvalidField,
+                format!("field `value`: {}", strip_position(&err)),
+            ))
+        }
+    };
+
+    let ts_text: String = fields
+        .ts
+        .ok_or_else(|| missing("ts"))
+        .and_then(|raw| {
+            serde_json::from_str(raw.get()).map_err(|_| {
+                FieldError::new(
+                    ErrorCode::InvalidTimestamp,
+                    "field `ts` must be an ISO-8601 string such as \"2016-01-01T12:00:00Z\"",
+                )
+            })
+        })?;
+    let ts = Timestamp::parse(&ts_text)
+        .map_err(|err| FieldError::new(ErrorCode::InvalidTimestamp, format!("field `ts`: {err}")))?;
+
+    Ok(NewMetric {
+        name,
+        ts_micros: ts.timestamp_micros(),
+        value,
+        doc: compact(text),
+    })
+}
+
+/// serde_json's messages end in "at line 1 column 9", which points into one object of the body,
+/// not into the body: misleading in a batch, so it goes.
+fn strip_position(err: &serde_json::Error) -> String {
+    let message = err.to_string();
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message,
+    }
+}
+
+/// Removes the whitespace between the tokens of valid JSON, leaving strings untouched.
+fn compact(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in json.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if !matches!(c, ' ' | '\n' | '\r' | '\t') {
+            if c == '"' {
+                in_string = true;
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(body: &str) -> ApiError {
+        parse_metrics(body.as_bytes()).expect_err(body)
+    }
+
+    #[test]
+    fn keeps_the_object_as_posted_without_whitespace() {
+        let metrics = parse_metrics(
+            br#"{ "ts": "2016-01-01 12:00:00.000", "name": "a b",
+                 "value": 1.50, "host": {"dc": "x \" y"} }"#,
+        )
+        .unwrap();
+        assert_eq!(
+            metrics[0].doc,
+            r#"{"ts":"2016-01-01 12:00:00.000","name":"a b","value":1.50,"host":{"dc":"x \" y"}}"#
+        );
+        assert_eq!(metrics[0].value, Some(1.5));
+        assert_eq!(metrics[0].ts_micros, 1_451_649_600_000_000);
+    }
+
+    #[test]
+    fn reads_batches_in_order() {
+        let metrics = parse_metrics(
+            br#"[{"name":"a","value":"x","ts":"2016-01-01"},{"name":"b","value":true,"ts":"2016-01-02"}]"#,
+        )
+        .unwrap();
+        assert_eq!(metrics.len(), 2);
+        assert_eq!((metrics[0].name.as_str(), metrics[0].value), ("a", None));
+        assert_eq!(metrics[1].name, "b");
+        assert!(parse_metrics(b"[]").unwrap().is_empty());
+    }
+
+    #[test]
+    fn names_what_is_wrong() {
+        let e = error(r#"{"name":"a","value":1}"#);
+        assert_eq!(e.code(), ErrorCode::MissingField);
+        assert!(e.to_string().contains("`ts`"), "{e}");
+
+        let e = error(r#"{"name":1,"value":1,"ts":"2016-01-01"}"#);
+        assert_eq!(e.code(), ErrorCode::InvalidField);
+        assert!(e.to_string().contains("`name`"), "{e}");
+
+        let e = error(r#"{"name":"a","value":null,"ts":"2016-01-01"}"#);
+        assert!(e.to_string().contains("`value`"), "{e}");
+
+        let e = error(r#"{"name":"a","value":1,"ts":"2016-99-01"}"#);
+        assert_eq!(e.code(), ErrorCode::InvalidTimestamp);
+
+        let e = error(r#"[{"name":"a","value":1,"ts":"2016-01-01"}, {"name":"","value":1,"ts":"2016-01-01"}]"#);
+        assert!(e.to_string().contains("index 1"), "{e}");
+
+        assert_eq!(error("{\"name\":").code(), ErrorCode::InvalidJson);
+        assert_eq!(error("").code(), ErrorCode::InvalidBody);
+        assert_eq!(error("42").code(), ErrorCode::InvalidBody);
+        assert_eq!(error("[42]").code(), ErrorCode::InvalidBody);
+        assert_eq!(error("nope").code(), ErrorCode::InvalidJson);
+    }
+
+    #[test]
+    fn accepts_json_content_types_only() {
+        assert!(is_json("application/json"));
+        assert!(is_json("Application/JSON; charset=utf-8"));
+        assert!(is_json("application/vnd.metrics+json"));
+        assert!(!is_json("text/plain"));
+        assert!(!is_json("application/x-www-form-urlencoded"));
+    }
+}

@@ -1,0 +1,188 @@
+//! [`ApiError`]: the one JSON error of every route, and the mapping of framework errors onto it.
+//!
+//! Handlers return `Result<_, ApiError>`; errors raised by poem and poem-openapi themselves
+//! (unknown route, wrong method, bad parameter, ...) are turned into the same body by
+//! [`error_response`], so a client sees one shape on every route and status.
+
+use metrics_types::{ErrorBody, ErrorCode};
+use poem::{
+    error::{MethodNotAllowedError, NotFoundError, ResponseError},
+    http::{Method, StatusCode},
+    IntoResponse, Response,
+};
+use poem_openapi::{
+    registry::{MetaMediaType, MetaResponse, MetaResponses, Registry},
+    ApiResponse,
+};
+
+use crate::{ingest::IngestError, store::StoreError};
+
+/// An error answered to a client: a status and an [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status} {code}: {message}")]
+pub struct ApiError {
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with this status, code and message (shown to the client as is).
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 with this code.
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 500: the client sees a generic message; `detail` goes to the log only.
+    pub fn internal(detail: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "internal server error; the details are in the server log",
+        )
+    }
+
+    /// 503: retry later; `detail` goes to the log only.
+    pub fn unavailable(detail: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %detail, "service unavailable");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the service is unavailable (shutting down or database unreachable); retry later",
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The machine-readable code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    fn body(&self) -> ErrorBody {
+        ErrorBody::new(self.code, self.message.clone())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => ApiError::unavailable(&err),
+            _ => ApiError::internal(&err),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(err: IngestError) -> Self {
+        match err {
+            IngestError::ShuttingDown => ApiError::unavailable(&err),
+            IngestError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    fn as_response(&self) -> Response {
+        let mut response = poem::web::Json(self.body()).into_response();
+        response.set_status(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                poem::http::header::RETRY_AFTER,
+                poem::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.as_response()
+    }
+}
+
+/// The statuses every API route may answer with an [`ErrorBody`], for the OpenAPI spec.
+const ERROR_RESPONSES: &[(u16, &str)] = &[
+    (400, "The request is malformed: invalid JSON, a missing or wrongly typed field, a bad timestamp or parameter. The message names the field or parameter."),
+    (404, "No such route."),
+    (405, "The route does not accept this method."),
+    (413, "The request body is over the server's limit (`--body-limit`)."),
+    (415, "The request's Content-Type is not one the route accepts."),
+    (500, "The server failed. Nothing of the request was stored; the details are in the server log."),
+    (503, "The server is shutting down or its database is unreachable. Nothing was stored; retry after `Retry-After` seconds."),
+];
+
+impl ApiResponse for ApiError {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: ERROR_RESPONSES
+                .iter()
+                .map(|&(status, description)| MetaResponse {
+                    description,
+                    status: Some(status),
+                    status_range: None,
+                    content: vec![MetaMediaType {
+                        content_type: "application/json; charset=utf-8",
+                        schema: <ErrorBody as poem_openapi::types::Type>::schema_ref(),
+                    }],
+                    headers: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        <ErrorBody as poem_openapi::types::Type>::register(registry);
+    }
+}
+
+/// Turns any error that reached the edge of the service into the JSON error response.
+pub(crate) fn error_response(err: poem::Error, method: &Method, path: &str) -> Response {
+    if let Some(api) = err.downcast_ref::<ApiError>() {
+        return api.as_response();
+    }
+    let status = err.status();
+    let api = if err.is::<NotFoundError>() || status == StatusCode::NOT_FOUND {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("no route for {method} {path}; see /docs for the API"),
+        )
+    } else if err.is::<MethodNotAllowedError>() || status == StatusCode::METHOD_NOT_ALLOWED {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
+            format!("{path} does not accept {method}; see /docs for the API"),
+        )
+    } else if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        ApiError::new(status, ErrorCode::UnsupportedMediaType, err.to_string())
+    } else if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(status, ErrorCode::PayloadTooLarge, err.to_string())
+    } else if err.is::<poem_openapi::error::ParseParamError>() {
+        ApiError::bad_request(ErrorCode::InvalidParam, err.to_string())
+    } else if status.is_client_error() {
+        ApiError::new(status, ErrorCode::BadRequest, err.to_string())
+    } else if status == StatusCode::SERVICE_UNAVAILABLE {
+        ApiError::unavailable(&err)
+    } else {
+        ApiError::internal(&err)
+    };
+    api.as_response()
+}

@@ -1,0 +1,62 @@
+//! `GET /healthz` and the live page at `GET /`.
+
+use poem_openapi::{payload::Html, payload::Json, ApiResponse, Object, OpenApi};
+
+use super::ApiTags;
+use crate::AppState;
+
+/// The live page, embedded in the binary.
+const INDEX_HTML: &str = include_str!("../../assets/index.html");
+
+/// Health and the page.
+pub(crate) struct HealthApi {
+    pub(crate) state: AppState,
+}
+
+/// The server's health.
+#[derive(Debug, Object)]
+struct Health {
+    /// `ok` when the server and its database answer, `unavailable` otherwise.
+    status: String,
+    /// The server's version.
+    version: String,
+}
+
+#[derive(ApiResponse)]
+enum HealthResponse {
+    /// The server is up and its database answers.
+    #[oai(status = 200)]
+    Ok(Json<Health>),
+    /// The database does not answer.
+    #[oai(status = 503)]
+    Unavailable(Json<Health>),
+}
+
+#[OpenApi(tag = "ApiTags::Health")]
+impl HealthApi {
+    /// Health check
+    ///
+    /// 200 when the server and its database answer; 503 when the database does not.
+    #[oai(path = "/healthz", method = "get", operation_id = "health")]
+    async fn health(&self) -> HealthResponse {
+        let health = |status: &str| Health {
+            status: status.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        match self.state.store.ping().await {
+            Ok(()) => HealthResponse::Ok(Json(health("ok"))),
+            Err(err) => {
+                tracing::warn!(error = %err, "health check failed");
+                HealthResponse::Unavailable(Json(health("unavailable")))
+            }
+        }
+    }
+
+    /// Live page
+    ///
+    /// A page that charts the live stream of `/v1/ws` and lists the newest metrics.
+    #[oai(path = "/", method = "get", operation_id = "index")]
+    async fn index(&self) -> Html<&'static str> {
+        Html(INDEX_HTML)
+    }
+}

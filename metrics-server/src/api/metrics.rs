@@ -1,0 +1,180 @@
+//! `POST /v1/metrics` and `GET /v1/metrics`: the original API's writes and range queries.
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::{stream, Stream, StreamExt};
+use metrics_types::{ErrorCode, PostMetricsResponse, Timestamp};
+use poem::{Body, IntoResponse, Response};
+use poem_openapi::{
+    param::Query,
+    payload::{Json, Payload},
+    registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry},
+    ApiResponse, OpenApi,
+};
+
+use super::{body::MetricsBody, error::ApiError, schema, ApiTags};
+use crate::{
+    store::{MetricFilter, StoreError},
+    AppState,
+};
+
+/// Results a query answer gathers into one chunk of the response body, at most.
+const ROWS_PER_CHUNK: usize = 512;
+
+/// Writing and querying metrics.
+pub(crate) struct MetricsApi {
+    pub(crate) state: AppState,
+}
+
+#[OpenApi(tag = "ApiTags::Metrics")]
+impl MetricsApi {
+    /// Store metrics
+    ///
+    /// Stores one metric or a batch. A metric is a JSON object with at least `name`, `value` and
+    /// `ts`; every other key is kept as sent. A batch (a JSON array) is stored all or nothing. A
+    /// 200 means every metric is committed to the database; the metrics are then pushed to every
+    /// open WebSocket.
+    #[oai(path = "/v1/metrics", method = "post", operation_id = "postMetrics")]
+    async fn post_metrics(
+        &self,
+        body: MetricsBody,
+    ) -> Result<Json<PostMetricsResponse>, ApiError> {
+        let ids = self.state.ingest.write(body.0).await?;
+        Ok(Json(PostMetricsResponse::success(ids.len() as u64)))
+    }
+
+    /// Query metrics
+    ///
+    /// Returns the stored metrics matching every given parameter, as the JSON objects that were
+    /// posted, ordered by `ts` (ties in the order they were stored). Omitting a parameter means
+    /// "all": no parameter at all returns every metric. The answer is streamed from the database.
+    #[oai(path = "/v1/metrics", method = "get", operation_id = "queryMetrics")]
+    async fn query_metrics(
+        &self,
+        /// Only metrics with this name; repeat the parameter for any of several names.
+        name: Query<Vec<String>>,
+        /// Only metrics with `ts` at or after this ISO-8601 timestamp (inclusive).
+        sts: Query<Option<String>>,
+        /// Only metrics with `ts` at or before this ISO-8601 timestamp (inclusive). Set `sts` and
+        /// `ets` equal for an exact timestamp.
+        ets: Query<Option<String>>,
+    ) -> Result<MetricArray, ApiError> {
+        let start = parse_bound("sts", sts.0)?;
+        let end = parse_bound("ets", ets.0)?;
+        if let (Some(start), Some(end)) = (&start, &end) {
+            if start.timestamp_micros() > end.timestamp_micros() {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidRange,
+                    format!("sts ({start}) is after ets ({end}); swap them or widen the range"),
+                ));
+            }
+        }
+        let filter = MetricFilter {
+            names: name.0.into_iter().filter(|n| !n.is_empty()).collect(),
+            start_micros: start.map(|t| t.timestamp_micros()),
+            end_micros: end.map(|t| t.timestamp_micros()),
+        };
+        let mut docs = self.state.store.query(filter).peekable();
+        // Fail with a proper status while we still can: once the body starts it is a 200.
+        if let Some(Err(_)) = Pin::new(&mut docs).peek().await {
+            if let Some(Err(err)) = docs.next().await {
+                return Err(err.into());
+            }
+        }
+        Ok(MetricArray(Body::from_bytes_stream(json_array(docs))))
+    }
+}
+
+/// A query bound: absent or empty means unbounded.
+fn parse_bound(param: &str, value: Option<String>) -> Result<Option<Timestamp>, ApiError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => Timestamp::parse(text).map(Some).map_err(|err| {
+            ApiError::bad_request(
+                ErrorCode::InvalidTimestamp,
+                format!("query parameter `{param}`: {err}"),
+            )
+        }),
+    }
+}
+
+/// Frames stored objects as one JSON array, a chunk of rows at a time.
+fn json_array(
+    docs: impl Stream<Item = Result<String, StoreError>> + Send + 'static,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    let chunks = docs.ready_chunks(ROWS_PER_CHUNK).boxed();
+    stream::unfold(
+        (chunks, false, false),
+        |(mut chunks, started, done)| async move {
+            if done {
+                return None;
+            }
+            let Some(rows) = chunks.next().await else {
+                let tail = if started { "]" } else { "[]" };
+                return Some((Ok(Bytes::from_static(tail.as_bytes())), (chunks, started, true)));
+            };
+            let mut buf = String::with_capacity(rows.len() * 96);
+            let mut started = started;
+            for row in rows {
+                match row {
+                    Ok(doc) => {
+                        buf.push(if started { ',' } else { '[' });
+                        buf.push_str(&doc);
+                        started = true;
+                    }
+                    Err(err) => {
+                        // Too late for a status: cut the body so the client sees it incomplete.
+                        tracing::error!(error = %err, "query stream failed mid-answer");
+                        return Some((Err(std::io::Error::other(err)), (chunks, started, true)));
+                    }
+                }
+            }
+            Some((Ok(Bytes::from(buf)), (chunks, started, false)))
+        },
+    )
+}
+
+/// A JSON array of metrics, streamed.
+pub(crate) struct MetricArray(Body);
+
+impl Payload for MetricArray {
+    const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
+
+    fn schema_ref() -> MetaSchemaRef {
+        schema::metric_array()
+    }
+
+    fn register(registry: &mut Registry) {
+        schema::register(registry);
+    }
+}
+
+impl IntoResponse for MetricArray {
+    fn into_response(self) -> Response {
+        Response::builder()
+            .content_type(Self::CONTENT_TYPE)
+            .body(self.0)
+    }
+}
+
+impl ApiResponse for MetricArray {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "The matching metrics, as posted, ordered by `ts` then storage order.",
+                status: Some(200),
+                status_range: None,
+                content: vec![MetaMediaType {
+                    content_type: Self::CONTENT_TYPE,
+                    schema: Self::schema_ref(),
+                }],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        schema::register(registry);
+    }
+}

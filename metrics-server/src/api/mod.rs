@@ -1,0 +1,80 @@
+//! The HTTP API: one file per API struct, composed into one OpenAPI service.
+//!
+//! | file | routes |
+//! | --- | --- |
+//! | `metrics.rs` | `POST /v1/metrics`, `GET /v1/metrics` |
+//! | `ws.rs` | `GET /v1/ws` |
+//! | `health.rs` | `GET /healthz`, `GET /` |
+//! | `body.rs`, `schema.rs` | reading POST bodies; the hand-written `Metric` schema |
+//! | `error.rs` | [`ApiError`], the one JSON error of every route |
+
+mod body;
+mod error;
+mod health;
+mod metrics;
+mod schema;
+mod ws;
+
+use poem::{Endpoint, EndpointExt, IntoResponse, Route};
+use poem_openapi::{OpenApiService, Tags};
+
+pub use self::error::ApiError;
+use self::{body::BodyLimit, health::HealthApi, metrics::MetricsApi, ws::LiveApi};
+use crate::AppState;
+
+#[derive(Tags)]
+enum ApiTags {
+    /// Write and query metrics.
+    Metrics,
+    /// Live stream of committed metrics.
+    Live,
+    /// Health and the live page.
+    Health,
+}
+
+type Apis = (MetricsApi, LiveApi, HealthApi);
+
+fn openapi(state: AppState) -> OpenApiService<Apis, ()> {
+    let apis = (
+        MetricsApi {
+            state: state.clone(),
+        },
+        LiveApi {
+            state: state.clone(),
+        },
+        HealthApi { state },
+    );
+    OpenApiService::new(apis, "metrics", env!("CARGO_PKG_VERSION"))
+        .description(
+            "Ingest metrics over HTTP, query them by name and time range, and watch them live over \
+             WebSockets. Every error is a JSON `ErrorBody` with a stable `code`.",
+        )
+        .license("MIT OR Apache-2.0")
+}
+
+/// The OpenAPI spec of the whole service, as pretty JSON (what `GET /openapi.json` serves).
+pub(crate) fn spec_json(state: AppState) -> String {
+    openapi(state).spec()
+}
+
+/// The whole service: the API, `/openapi.json`, Swagger UI at `/docs`, and one JSON error shape
+/// for every failure, including the framework's own (unknown route, wrong method, ...).
+pub(crate) fn routes(state: AppState) -> impl Endpoint {
+    let body_limit = BodyLimit(state.body_limit);
+    let api = openapi(state);
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    Route::new()
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .nest("/", api)
+        .data(body_limit)
+        .around(|ep, req| async move {
+            let method = req.method().clone();
+            let path = req.uri().path().to_owned();
+            Ok(match ep.call(req).await {
+                Ok(response) => response.into_response(),
+                Err(err) => error::error_response(err, &method, &path),
+            })
+        })
+}

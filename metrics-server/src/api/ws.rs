@@ -1,0 +1,168 @@
+//! `GET /v1/ws`: the original live stream, every committed metric pushed as posted.
+//!
+//! Lag policy: a socket whose reader falls more than `--subscriber-buffer` metrics behind the
+//! writers is closed with code 1013 ("try again later") and a reason that says how many metrics
+//! it missed. Writers never wait for a reader and the server never buffers more than that ring,
+//! and a reader never believes it saw everything when it did not. The socket is also pinged every
+//! [`HEARTBEAT`] so that dead peers are noticed, and closed with 1001 when the server shuts down.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::{future::BoxFuture, Sink, SinkExt, Stream, StreamExt};
+use poem::web::websocket::{CloseCode, Message, WebSocket, WebSocketStream, WebSocketUpgraded};
+use poem_openapi::OpenApi;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
+
+use super::ApiTags;
+use crate::{hub::Committed, AppState};
+
+/// How often an idle socket is pinged.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(30);
+
+type SocketTask = Box<dyn FnOnce(WebSocketStream) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// The live stream.
+pub(crate) struct LiveApi {
+    pub(crate) state: AppState,
+}
+
+#[OpenApi(tag = "ApiTags::Live")]
+impl LiveApi {
+    /// Live metrics (WebSocket)
+    ///
+    /// Upgrades to a WebSocket on which the server sends, as one text frame each, every metric
+    /// committed from the moment of the request on: the JSON object as posted, in commit order.
+    /// Messages from the client are ignored. A reader that falls more than the server's
+    /// subscriber buffer behind is disconnected with close code 1013 and a reason saying how many
+    /// metrics it missed; query `GET /v1/metrics` to fill the gap. On shutdown the server closes
+    /// with 1001.
+    #[oai(path = "/v1/ws", method = "get", operation_id = "liveMetrics")]
+    async fn live(&self, ws: WebSocket) -> WebSocketUpgraded<SocketTask> {
+        // Subscribe now, not after the handshake: a metric posted as soon as the client sees
+        // the upgrade must reach it.
+        let rx = self.state.hub.subscribe();
+        let shutdown = self.state.shutdown.clone();
+        ws.on_upgrade(Box::new(move |socket| {
+            Box::pin(async move {
+                let (sink, incoming) = socket.split();
+                serve_socket(sink, incoming, rx, shutdown, HEARTBEAT).await
+            })
+        }))
+    }
+}
+
+/// Forwards committed metrics to one socket until it closes, lags, or the server shuts down.
+///
+/// Generic over the socket's halves so that unit tests can drive it with channels.
+pub(crate) async fn serve_socket<Si, St, E>(
+    mut sink: Si,
+    mut incoming: St,
+    mut rx: broadcast::Receiver<Arc<Committed>>,
+    shutdown: CancellationToken,
+    heartbeat: Duration,
+) where
+    Si: Sink<Message> + Unpin,
+    St: Stream<Item = Result<Message, E>> + Unpin,
+{
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    let close = |code, reason: String| Message::Close(Some((code, reason)));
+    loop {
+        let outgoing = tokio::select! {
+            _ = shutdown.cancelled() => {
+                let _ = sink.send(close(CloseCode::Away, "server shutting down".into())).await;
+                break;
+            }
+            message = incoming.next() => match message {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => continue,
+            },
+            _ = ping.tick() => Message::Ping(Vec::new()),
+            item = rx.recv() => match item {
+                Ok(metric) => Message::Text(metric.doc.clone()),
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::info!(missed, "closing a WebSocket that fell behind");
+                    let reason = format!("fell behind: {missed} metrics missed; reconnect and query the gap");
+                    let _ = sink.send(close(CloseCode::Again, reason)).await;
+                    break;
+                }
+                Err(RecvError::Closed) => break,
+            },
+        };
+        tokio::select! {
+            sent = sink.send(outgoing) => if sent.is_err() { break },
+            _ = shutdown.cancelled() => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::channel::mpsc;
+
+    use super::*;
+    use crate::hub::Hub;
+
+    /// A fake socket: what the server sends comes out of `sent`; `from_client` feeds it.
+    struct Fake {
+        sent: mpsc::UnboundedReceiver<Message>,
+        from_client: mpsc::UnboundedSender<Result<Message, ()>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start(hub: &Hub, shutdown: CancellationToken) -> Fake {
+        let (sink, sent) = mpsc::unbounded();
+        let (from_client, incoming) = mpsc::unbounded();
+        let task = tokio::spawn(serve_socket(sink, incoming, hub.subscribe(), shutdown, HEARTBEAT));
+        Fake { sent, from_client, task }
+    }
+
+    fn metric(id: i64) -> Committed {
+        Committed { id, name: "m".into(), doc: format!("{{\"n\":{id}}}") }
+    }
+
+    #[tokio::test]
+    async fn forwards_metrics_as_posted_then_closes_on_shutdown() {
+        let hub = Hub::new(8);
+        let shutdown = CancellationToken::new();
+        let mut fake = start(&hub, shutdown.clone());
+        hub.publish([metric(1), metric(2)]);
+        assert_eq!(fake.sent.next().await, Some(Message::Text("{\"n\":1}".into())));
+        assert_eq!(fake.sent.next().await, Some(Message::Text("{\"n\":2}".into())));
+        shutdown.cancel();
+        match fake.sent.next().await {
+            Some(Message::Close(Some((code, _)))) => assert_eq!(code, CloseCode::Away),
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+        fake.task.await.unwrap();
+        drop(fake.from_client);
+    }
+
+    #[tokio::test]
+    async fn closes_a_lagging_reader_with_1013() {
+        let hub = Hub::new(2);
+        let mut fake = start(&hub, CancellationToken::new());
+        // Published before the task reads anything: 3 of 5 are lost to the ring.
+        hub.publish((1..=5).map(metric));
+        let mut frames = Vec::new();
+        while let Some(frame) = fake.sent.next().await {
+            frames.push(frame);
+        }
+        match frames.last() {
+            Some(Message::Close(Some((code, reason)))) => {
+                assert_eq!(*code, CloseCode::Again);
+                assert!(reason.contains("metrics missed"), "{reason}");
+            }
+            other => panic!("expected a 1013 close, got {other:?}"),
+        }
+        fake.task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn stops_when_the_client_closes() {
+        let hub = Hub::new(2);
+        let fake = start(&hub, CancellationToken::new());
+        fake.from_client.unbounded_send(Ok(Message::Close(None))).unwrap();
+        fake.task.await.unwrap();
+    }
+}

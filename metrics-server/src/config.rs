@@ -1,0 +1,130 @@
+//! The server's configuration: one clap struct, every option with an environment fallback.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::Parser;
+
+/// Configuration of `metrics-server`. Every option can also come from the environment variable
+/// named in `--help`; the command line wins.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "metrics-server",
+    version,
+    about = "Ingest metrics over HTTP, query them by time range, and push them live over WebSockets.",
+    long_about = None
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 5000)]
+    pub port: u16,
+
+    /// Database URL: `sqlite://PATH` (the file is created when missing) or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://metrics.db")]
+    pub database_url: String,
+
+    /// Largest request body accepted, in bytes or with a unit (`512KiB`, `16MiB`); a larger
+    /// body gets 413.
+    #[arg(long, env = "METRICS_BODY_LIMIT", default_value = "16MiB", value_parser = parse_size)]
+    pub body_limit: usize,
+
+    /// Log filter, in tracing's EnvFilter syntax: `info`, `debug`, `metrics_server=debug,sqlx=warn`.
+    #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Also append the log to this file.
+    #[arg(long, env = "METRICS_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
+
+    /// Connections in the database pool.
+    #[arg(long, env = "METRICS_DB_CONNECTIONS", default_value_t = 16)]
+    pub db_connections: u32,
+
+    /// Most metrics the writer stores in one transaction when it groups concurrent writes.
+    #[arg(long, env = "METRICS_MAX_COMMIT", default_value_t = 10_000)]
+    pub max_commit: usize,
+
+    /// How many metrics a live subscriber may fall behind before the server closes its socket
+    /// (code 1013). Bounds the memory the live stream can hold.
+    #[arg(long, env = "METRICS_SUBSCRIBER_BUFFER", default_value_t = 4096)]
+    pub subscriber_buffer: usize,
+
+    /// On shutdown, the longest wait for requests in flight, e.g. `10s` or `500ms`.
+    #[arg(long, env = "METRICS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    /// The defaults, pointed at `database_url`: what tests and embedders start from.
+    pub fn with_database(database_url: impl Into<String>) -> Self {
+        let mut config = Config::parse_from(["metrics-server"]);
+        config.database_url = database_url.into();
+        config
+    }
+}
+
+/// `1048576`, `512KiB`, `16MiB`, `1GiB` (also `KB`/`MB`/`GB`, read as powers of 1024).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 16MiB"))?;
+    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?}; use B, KiB, MiB or GiB")),
+    };
+    n.checked_mul(factor).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// `10s`, `500ms`, `2m`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 10s"))?;
+    match unit.trim() {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        other => Err(format!("unknown duration unit {other:?}; use ms, s or m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_docs() {
+        let c = Config::parse_from(["metrics-server"]);
+        assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 5000));
+        assert_eq!(c.database_url, "sqlite://metrics.db");
+        assert_eq!(c.body_limit, 16 << 20);
+    }
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("ten").is_err());
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn command_line_overrides() {
+        let c = Config::parse_from(["metrics-server", "--port", "0", "--body-limit", "1MiB"]);
+        assert_eq!((c.port, c.body_limit), (0, 1 << 20));
+    }
+}

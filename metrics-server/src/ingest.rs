@@ -1,0 +1,155 @@
+//! The write path: group commit of validated metrics, then hand-off to the [`Hub`].
+//!
+//! Every POST hands its validated metrics to one writer task through a bounded queue and waits
+//! for the answer. The writer takes whatever requests are queued (up to `max_batch` metrics),
+//! stores them in one transaction, and only after the commit answers each request and publishes
+//! the metrics, with their ids and in commit order, to the hub. Under load many requests share
+//! one commit, which is what makes writes fast while every acknowledgement stays durable. If a
+//! shared transaction fails, each request in it is retried alone, so one request's failure is
+//! never another's.
+
+use std::sync::Arc;
+
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
+
+use crate::{
+    hub::{Committed, Hub},
+    store::{MetricStore, NewMetric, StoreError},
+};
+
+/// Requests that may wait for the writer; beyond this, POSTs wait to enqueue (backpressure).
+const QUEUE_DEPTH: usize = 1024;
+
+/// Why a write was not committed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// The writer has stopped: the server is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The store failed; nothing of the request was stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One POST's metrics and the way to answer it.
+struct WriteRequest {
+    metrics: Vec<NewMetric>,
+    done: oneshot::Sender<Result<Vec<i64>, IngestError>>,
+}
+
+/// The handle POSTs write through; cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    tx: mpsc::Sender<WriteRequest>,
+}
+
+impl Ingest {
+    /// Starts the writer task. It ends once every `Ingest` handle is dropped and the queue is
+    /// drained, which is how shutdown finishes the writes in flight.
+    pub fn start(
+        store: Arc<dyn MetricStore>,
+        hub: Hub,
+        max_batch: usize,
+    ) -> (Ingest, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let writer = tokio::spawn(run_writer(store, hub, rx, max_batch.max(1)));
+        (Ingest { tx }, writer)
+    }
+
+    /// Stores `metrics` atomically; `Ok` carries their ids once the transaction is committed.
+    pub async fn write(&self, metrics: Vec<NewMetric>) -> Result<Vec<i64>, IngestError> {
+        if metrics.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (done, answer) = oneshot::channel();
+        self.tx
+            .send(WriteRequest { metrics, done })
+            .await
+            .map_err(|_| IngestError::ShuttingDown)?;
+        answer.await.map_err(|_| IngestError::ShuttingDown)?
+    }
+}
+
+async fn run_writer(
+    store: Arc<dyn MetricStore>,
+    hub: Hub,
+    mut rx: mpsc::Receiver<WriteRequest>,
+    max_batch: usize,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut count = first.metrics.len();
+        let mut group = vec![first];
+        while count < max_batch {
+            match rx.try_recv() {
+                Ok(next) => {
+                    count += next.metrics.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let rows: Vec<&NewMetric> = group.iter().flat_map(|r| &r.metrics).collect();
+        match store.insert(&rows).await {
+            Ok(ids) => {
+                drop(rows);
+                finish(&hub, group, ids);
+            }
+            Err(err) if group.len() > 1 => {
+                drop(rows);
+                tracing::warn!(error = %err, requests = group.len(), "group commit failed; retrying each request alone");
+                for request in group {
+                    let rows: Vec<&NewMetric> = request.metrics.iter().collect();
+                    match store.insert(&rows).await {
+                        Ok(ids) => {
+                            drop(rows);
+                            finish(&hub, vec![request], ids);
+                        }
+                        Err(err) => {
+                            drop(rows);
+                            let _ = request.done.send(Err(err.into()));
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                drop(rows);
+                // A group of one: nothing to retry.
+                if let Some(request) = group.pop() {
+                    let _ = request.done.send(Err(err.into()));
+                }
+            }
+        }
+    }
+    tracing::debug!("ingest writer stopped");
+}
+
+/// Publishes a committed group to the hub, then answers each request with its ids.
+fn finish(hub: &Hub, group: Vec<WriteRequest>, ids: Vec<i64>) {
+    let mut ids = ids.into_iter();
+    let mut answers = Vec::with_capacity(group.len());
+    let mut committed = Vec::new();
+    for request in group {
+        let request_ids: Vec<i64> = ids.by_ref().take(request.metrics.len()).collect();
+        committed.extend(
+            request
+                .metrics
+                .into_iter()
+                .zip(&request_ids)
+                .map(|(m, &id)| Committed {
+                    id,
+                    name: m.name,
+                    doc: m.doc,
+                }),
+        );
+        answers.push((request.done, request_ids));
+    }
+    hub.publish(committed);
+    for (done, request_ids) in answers {
+        // The client may have gone; its metrics are committed all the same.
+        let _ = done.send(Ok(request_ids));
+    }
+}

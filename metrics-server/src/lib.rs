@@ -1,0 +1,173 @@
+//! The metrics reference server: ingest metrics over HTTP, answer time-range queries, and push
+//! every new metric live over WebSockets.
+//!
+//! It serves the original `v1` API (`POST /v1/metrics`, `GET /v1/metrics?name=&sts=&ets=`,
+//! `GET /v1/ws`, a live page at `/`) over PostgreSQL or an embedded SQLite file, with its OpenAPI
+//! spec at `/openapi.json` and Swagger UI at `/docs`.
+//!
+//! # Layout
+//!
+//! | module | job |
+//! | --- | --- |
+//! | [`config`] | the clap [`Config`]: flags, environment variables, defaults |
+//! | `api` | the HTTP routes (poem-openapi), request parsing, the one JSON error |
+//! | [`ingest`] | the write path: group commit, then hand-off to the hub |
+//! | [`hub`] | fan-out of committed metrics to live subscribers, and its lag policy |
+//! | [`store`] | the [`MetricStore`](store::MetricStore) trait and its SQL implementation |
+//! | [`telemetry`] | logging to stderr and a file |
+//!
+//! # Example
+//!
+//! Run the server in-process on a SQLite file, on a free port, until ctrl-c:
+//!
+//! ```no_run
+//! use metrics_server::{Config, Server};
+//!
+//! # async fn run() -> anyhow::Result<()> {
+//! let server = Server::start(&Config::with_database("sqlite://metrics.db")).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! println!("listening on http://{}", listener.local_addr()?);
+//! server.serve(listener, async { tokio::signal::ctrl_c().await.unwrap() }).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+pub mod hub;
+pub mod ingest;
+pub mod store;
+pub mod telemetry;
+
+mod api;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use poem::{listener::TcpAcceptor, Endpoint};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::{api::ApiError, config::Config};
+use crate::{
+    hub::Hub,
+    ingest::Ingest,
+    store::{MetricStore, SqlStore},
+};
+
+/// What every request handler shares; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Reads (queries, health) go straight to the store.
+    store: Arc<dyn MetricStore>,
+    /// Writes go through the group-commit writer.
+    ingest: Ingest,
+    /// Live subscribers read from here.
+    hub: Hub,
+    /// Cancelled when the server shuts down, so long-lived sockets close.
+    shutdown: CancellationToken,
+    /// The largest request body accepted.
+    body_limit: usize,
+}
+
+/// A running server's parts: the shared state and the writer task behind it.
+pub struct Server {
+    state: AppState,
+    /// Ends once every handle to the writer is dropped and its queue drained.
+    writer: JoinHandle<()>,
+    /// How long shutdown waits for requests in flight.
+    shutdown_timeout: Duration,
+}
+
+impl Server {
+    /// Connects to the configured database, applies migrations and starts the writer.
+    pub async fn start(config: &Config) -> anyhow::Result<Server> {
+        let db = store::connect(&config.database_url, config.db_connections)
+            .await
+            .with_context(|| format!("cannot open the database {}", redact(&config.database_url)))?;
+        Ok(Server::with_store(Arc::new(SqlStore::new(db)), config))
+    }
+
+    /// A server over any [`MetricStore`], configured by `config` (its database URL is unused).
+    pub fn with_store(store: Arc<dyn MetricStore>, config: &Config) -> Server {
+        let hub = Hub::new(config.subscriber_buffer);
+        let (ingest, writer) = Ingest::start(store.clone(), hub.clone(), config.max_commit);
+        Server {
+            state: AppState {
+                store,
+                ingest,
+                hub,
+                shutdown: CancellationToken::new(),
+                body_limit: config.body_limit,
+            },
+            writer,
+            shutdown_timeout: config.shutdown_timeout,
+        }
+    }
+
+    /// The whole HTTP service, for driving it without a socket.
+    pub fn app(&self) -> impl Endpoint {
+        api::routes(self.state.clone())
+    }
+
+    /// The OpenAPI spec, as pretty JSON.
+    pub fn openapi_json(&self) -> String {
+        api::spec_json(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then shuts down gracefully: stops
+    /// accepting, finishes the requests in flight (every acknowledged write is committed),
+    /// closes the live sockets with 1001, and waits for the writer to drain.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let Server {
+            state,
+            writer,
+            shutdown_timeout,
+        } = self;
+        let token = state.shutdown.clone();
+        let app = api::routes(state);
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing requests in flight");
+            token.cancel();
+        };
+        poem::Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
+            .run_with_graceful_shutdown(app, signal, Some(shutdown_timeout))
+            .await?;
+        // The service (and with it every handle to the writer) is gone: the writer drains its
+        // queue and stops.
+        match tokio::time::timeout(shutdown_timeout, writer).await {
+            Ok(joined) => joined.context("the ingest writer panicked")?,
+            Err(_) => tracing::warn!("the ingest writer did not drain in time"),
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// A database URL fit for the log: without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact("sqlite://metrics.db"), "sqlite://metrics.db");
+    }
+}

@@ -1,0 +1,44 @@
+//! `metrics-server`: parse the configuration, set up logging, serve until ctrl-c or SIGTERM.
+
+use anyhow::Context;
+use clap::Parser;
+use metrics_server::{telemetry, Config, Server};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    let _log_guard = telemetry::init(&config.log, config.log_file.as_deref())?;
+
+    let server = Server::start(&config).await?;
+    let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        database = %config.database_url.split('@').next_back().unwrap_or_default(),
+        "metrics-server listening"
+    );
+    server.serve(listener, shutdown_signal()).await
+}
+
+/// Resolves on ctrl-c or SIGTERM, whichever comes first.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

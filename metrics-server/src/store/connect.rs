@@ -1,0 +1,73 @@
+//! Opening the database: PostgreSQL or SQLite from a URL, with migrations applied.
+
+use std::{str::FromStr, time::Duration};
+
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::{DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector};
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    ConnectOptions,
+};
+
+/// Which database a URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `postgres://` or `postgresql://`: the production store.
+    Postgres,
+    /// `sqlite://path` or `sqlite:path`: the embedded default, a file created when missing.
+    Sqlite,
+}
+
+impl Backend {
+    /// The backend of a database URL, if it is one we serve.
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else {
+            None
+        }
+    }
+}
+
+/// Connects to `url`, creating a missing SQLite file, and brings the schema up to date.
+///
+/// SQLite runs in WAL mode with `synchronous = FULL`: every commit is on disk before it is
+/// acknowledged, so an acknowledged write survives a crash of the server or the machine.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConnection> {
+    let db = match Backend::of_url(url) {
+        Some(Backend::Postgres) => {
+            let options = PgConnectOptions::from_str(url)?
+                .log_statements(tracing::log::LevelFilter::Trace)
+                .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
+            SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
+        }
+        Some(Backend::Sqlite) => {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .log_statements(tracing::log::LevelFilter::Trace)
+                .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
+            SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
+        }
+        None => anyhow::bail!(
+            "unsupported database URL {url:?}: expected postgres://... or sqlite://path"
+        ),
+    };
+    Migrator::up(&db, None).await?;
+    Ok(db)
+}

@@ -1,0 +1,75 @@
+//! Storage: the [`MetricStore`] trait the rest of the server talks to, and its SQL implementation.
+//!
+//! This module is the only place with SQL. [`SqlStore`] serves PostgreSQL and SQLite through one
+//! sea-orm code path; [`connect`] opens either from a URL with the settings each needs.
+
+mod connect;
+mod entity;
+mod sql;
+
+use futures::stream::BoxStream;
+
+pub use connect::{connect, Backend};
+pub use sql::SqlStore;
+
+/// A validated metric on its way into the database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMetric {
+    /// The metric's name.
+    pub name: String,
+    /// The instant of `ts`, in microseconds since the Unix epoch (what ranges compare).
+    pub ts_micros: i64,
+    /// The value when it is a number, kept for aggregations.
+    pub value: Option<f64>,
+    /// The object as posted, compacted JSON: what queries and the live stream return.
+    pub doc: String,
+}
+
+/// Which metrics a query returns: every combination of names and an inclusive range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricFilter {
+    /// Any of these names; empty means every name.
+    pub names: Vec<String>,
+    /// Inclusive lower bound on `ts`, in microseconds since the epoch.
+    pub start_micros: Option<i64>,
+    /// Inclusive upper bound on `ts`, in microseconds since the epoch.
+    pub end_micros: Option<i64>,
+}
+
+/// A failure of the database. The message is for the log, never for a client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database could not be reached (connection refused, pool exhausted, ...).
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sea_orm::DbErr),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[source] sea_orm::DbErr),
+}
+
+impl From<sea_orm::DbErr> for StoreError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        match err {
+            sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_) => {
+                StoreError::Unavailable(err)
+            }
+            _ => StoreError::Database(err),
+        }
+    }
+}
+
+/// Where metrics are kept. Implementations must make every `insert` atomic and durable.
+#[async_trait::async_trait]
+pub trait MetricStore: Send + Sync + 'static {
+    /// Stores `metrics` in one transaction, all or nothing, and returns their ids in the same
+    /// order. When it returns `Ok`, the transaction is committed.
+    async fn insert(&self, metrics: &[&NewMetric]) -> Result<Vec<i64>, StoreError>;
+
+    /// The stored objects matching `filter`, ordered by `ts` and then by storage order, streamed
+    /// from the database so that a large result is never held in memory.
+    fn query(&self, filter: MetricFilter) -> BoxStream<'static, Result<String, StoreError>>;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

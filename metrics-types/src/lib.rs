@@ -1,0 +1,32 @@
+//! Wire types shared by the metrics server and its client.
+//!
+//! This crate is the contract of the `v1` HTTP API and nothing else: it has no I/O and depends on
+//! no other crate of the workspace, so the client never pulls in the server. It holds
+//!
+//! - [`Timestamp`]: the ISO-8601 timestamps the API accepts (`2016-01-01`,
+//!   `2016-01-01 12:00:00.000`, `2016-01-01T12:00:00+02:00`, ...), compared on the instant;
+//! - [`MetricValue`] and [`validate_name`]: what a metric may hold;
+//! - [`PostMetricsResponse`] and [`ErrorBody`] with its [`ErrorCode`]s: what the server answers.
+//!
+//! With the `openapi` feature the response types also derive their poem-openapi schemas, which is
+//! how their docs end up in the server's OpenAPI spec.
+//!
+//! # Example
+//!
+//! ```
+//! use metrics_types::{validate_name, Timestamp};
+//!
+//! let a: Timestamp = "2016-03-01T10:00:00+02:00".parse().unwrap();
+//! let b: Timestamp = "2016-03-01 08:00:00Z".parse().unwrap();
+//! assert_eq!(a.timestamp_micros(), b.timestamp_micros());
+//! assert!(validate_name("cpu.load").is_ok());
+//! assert!(validate_name("").is_err());
+//! ```
+
+mod error;
+mod metric;
+mod timestamp;
+
+pub use error::{ErrorBody, ErrorCode};
+pub use metric::{validate_name, MetricValue, NameError, PostMetricsResponse, MAX_NAME_BYTES};
+pub use timestamp::{Timestamp, TimestampError};

@@ -1,0 +1,31 @@
+//! Database schema of the metrics server, as sea-orm-migration migrations.
+//!
+//! The server runs [`Migrator::up`] at start; the `migrations` binary runs them by hand (`up`,
+//! `down`, `status`, ...) against `DATABASE_URL`. Every migration works on PostgreSQL and SQLite.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use migrations::{Migrator, MigratorTrait};
+//!
+//! # async fn run(db: &sea_orm_migration::sea_orm::DatabaseConnection) -> Result<(), sea_orm_migration::DbErr> {
+//! Migrator::up(db, None).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! From a shell: `DATABASE_URL=sqlite://metrics.db cargo run -p migrations -- status`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_create_metrics;
+
+/// Every migration of the schema, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_create_metrics::Migration)]
+    }
+}
