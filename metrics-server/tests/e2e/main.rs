@@ -1,0 +1,20 @@
+//! End-to-end tests of metrics-server over a real socket, each on SQLite and on PostgreSQL.
+//!
+//! One binary, one module per feature. Run them all (both backends):
+//!
+//! ```text
+//! cargo test -p metrics-server --test e2e
+//! ```
+//!
+//! PostgreSQL tests create their own database through `METRICS_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); run one backend with a filter, e.g.
+//! `cargo test -p metrics-server --test e2e sqlite::`.
+
+mod common;
+
+mod errors;
+mod live;
+mod openapi;
+mod original;
+mod round_trip;
+mod shutdown;
