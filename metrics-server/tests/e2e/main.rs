@@ -1,4 +1,6 @@
 //! End-to-end tests of metrics-server over a real socket, each on SQLite and on PostgreSQL.
+
+#![allow(unreachable_pub, missing_docs)]
 //!
 //! One binary, one module per feature. Run them all (both backends):
 //!
