@@ -6,11 +6,7 @@
 //! insignificant whitespace.
 
 use metrics_types::{validate_name, ErrorCode, Timestamp};
-use poem::{
-    error::ReadBodyError,
-    http::StatusCode,
-    Request, RequestBody,
-};
+use poem::{error::ReadBodyError, http::StatusCode, Request, RequestBody};
 use poem_openapi::{
     registry::{MetaMediaType, MetaRequest, Registry},
     ApiExtractor, ApiExtractorType, ExtractParamOptions,
@@ -61,7 +57,9 @@ impl<'a> ApiExtractor<'a> for MetricsBody {
                 return Err(ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     ErrorCode::UnsupportedMediaType,
-                    format!("Content-Type {content_type:?} is not supported; send application/json"),
+                    format!(
+                        "Content-Type {content_type:?} is not supported; send application/json"
+                    ),
                 )
                 .into());
             }
@@ -98,10 +96,16 @@ fn is_json(content_type: &str) -> bool {
 /// Parses a body: one metric object or an array of them.
 pub(crate) fn parse_metrics(bytes: &[u8]) -> Result<Vec<NewMetric>, ApiError> {
     let text = std::str::from_utf8(bytes).map_err(|err| {
-        ApiError::bad_request(ErrorCode::InvalidJson, format!("the body is not UTF-8: {err}"))
+        ApiError::bad_request(
+            ErrorCode::InvalidJson,
+            format!("the body is not UTF-8: {err}"),
+        )
     })?;
     let invalid_json = |err: serde_json::Error| {
-        ApiError::bad_request(ErrorCode::InvalidJson, format!("the body is not valid JSON: {err}"))
+        ApiError::bad_request(
+            ErrorCode::InvalidJson,
+            format!("the body is not valid JSON: {err}"),
+        )
     };
     match text.trim_start().as_bytes().first() {
         None => Err(ApiError::bad_request(
@@ -132,14 +136,19 @@ pub(crate) fn parse_metrics(bytes: &[u8]) -> Result<Vec<NewMetric>, ApiError> {
 }
 
 /// The three fields the API requires, still raw; every other key is kept but not read.
+/// `None` means absent; an explicit `null` is present (and then refused for its type).
 #[derive(Deserialize)]
 struct Fields<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     name: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     value: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     ts: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// What is wrong with one metric, before we know whether it stands alone or in a batch.
@@ -163,7 +172,10 @@ impl FieldError {
     fn in_batch(self, index: usize) -> ApiError {
         ApiError::bad_request(
             self.code,
-            format!("metric at index {index}: {}; nothing of the batch was stored", self.message),
+            format!(
+                "metric at index {index}: {}; nothing of the batch was stored",
+                self.message
+            ),
         )
     }
 }
@@ -185,14 +197,10 @@ fn parse_metric(raw: &RawValue) -> Result<NewMetric, FieldError> {
         )
     };
 
-    let name: String = fields
-        .name
-        .ok_or_else(|| missing("name"))
-        .and_then(|raw| {
-            serde_json::from_str(raw.get()).map_err(|_| {
-                FieldError::new(ErrorCode::InvalidField, "field `name` must be a string")
-            })
-        })?;
+    let name: String = fields.name.ok_or_else(|| missing("name")).and_then(|raw| {
+        serde_json::from_str(raw.get())
+            .map_err(|_| FieldError::new(ErrorCode::InvalidField, "field `name` must be a string"))
+    })?;
     validate_name(&name)
         .map_err(|err| FieldError::new(ErrorCode::InvalidField, format!("field `name` {err}")))?;
 
@@ -214,19 +222,17 @@ fn parse_metric(raw: &RawValue) -> Result<NewMetric, FieldError> {
         }
     };
 
-    let ts_text: String = fields
-        .ts
-        .ok_or_else(|| missing("ts"))
-        .and_then(|raw| {
-            serde_json::from_str(raw.get()).map_err(|_| {
-                FieldError::new(
-                    ErrorCode::InvalidTimestamp,
-                    "field `ts` must be an ISO-8601 string such as \"2016-01-01T12:00:00Z\"",
-                )
-            })
-        })?;
-    let ts = Timestamp::parse(&ts_text)
-        .map_err(|err| FieldError::new(ErrorCode::InvalidTimestamp, format!("field `ts`: {err}")))?;
+    let ts_text: String = fields.ts.ok_or_else(|| missing("ts")).and_then(|raw| {
+        serde_json::from_str(raw.get()).map_err(|_| {
+            FieldError::new(
+                ErrorCode::InvalidTimestamp,
+                "field `ts` must be an ISO-8601 string such as \"2016-01-01T12:00:00Z\"",
+            )
+        })
+    })?;
+    let ts = Timestamp::parse(&ts_text).map_err(|err| {
+        FieldError::new(ErrorCode::InvalidTimestamp, format!("field `ts`: {err}"))
+    })?;
 
     Ok(NewMetric {
         name,
@@ -322,7 +328,9 @@ mod tests {
         let e = error(r#"{"name":"a","value":1,"ts":"2016-99-01"}"#);
         assert_eq!(e.code(), ErrorCode::InvalidTimestamp);
 
-        let e = error(r#"[{"name":"a","value":1,"ts":"2016-01-01"}, {"name":"","value":1,"ts":"2016-01-01"}]"#);
+        let e = error(
+            r#"[{"name":"a","value":1,"ts":"2016-01-01"}, {"name":"","value":1,"ts":"2016-01-01"}]"#,
+        );
         assert!(e.to_string().contains("index 1"), "{e}");
 
         assert_eq!(error("{\"name\":").code(), ErrorCode::InvalidJson);

@@ -36,10 +36,7 @@ impl MetricsApi {
     /// 200 means every metric is committed to the database; the metrics are then pushed to every
     /// open WebSocket.
     #[oai(path = "/v1/metrics", method = "post", operation_id = "postMetrics")]
-    async fn post_metrics(
-        &self,
-        body: MetricsBody,
-    ) -> Result<Json<PostMetricsResponse>, ApiError> {
+    async fn post_metrics(&self, body: MetricsBody) -> Result<Json<PostMetricsResponse>, ApiError> {
         let ids = self.state.ingest.write(body.0).await?;
         Ok(Json(PostMetricsResponse::success(ids.len() as u64)))
     }
@@ -112,7 +109,10 @@ fn json_array(
             }
             let Some(rows) = chunks.next().await else {
                 let tail = if started { "]" } else { "[]" };
-                return Some((Ok(Bytes::from_static(tail.as_bytes())), (chunks, started, true)));
+                return Some((
+                    Ok(Bytes::from_static(tail.as_bytes())),
+                    (chunks, started, true),
+                ));
             };
             let mut buf = String::with_capacity(rows.len() * 96);
             let mut started = started;

@@ -113,12 +113,26 @@ mod tests {
     fn start(hub: &Hub, shutdown: CancellationToken) -> Fake {
         let (sink, sent) = mpsc::unbounded();
         let (from_client, incoming) = mpsc::unbounded();
-        let task = tokio::spawn(serve_socket(sink, incoming, hub.subscribe(), shutdown, HEARTBEAT));
-        Fake { sent, from_client, task }
+        let task = tokio::spawn(serve_socket(
+            sink,
+            incoming,
+            hub.subscribe(),
+            shutdown,
+            HEARTBEAT,
+        ));
+        Fake {
+            sent,
+            from_client,
+            task,
+        }
     }
 
     fn metric(id: i64) -> Committed {
-        Committed { id, name: "m".into(), doc: format!("{{\"n\":{id}}}") }
+        Committed {
+            id,
+            name: "m".into(),
+            doc: format!("{{\"n\":{id}}}"),
+        }
     }
 
     #[tokio::test]
@@ -127,8 +141,14 @@ mod tests {
         let shutdown = CancellationToken::new();
         let mut fake = start(&hub, shutdown.clone());
         hub.publish([metric(1), metric(2)]);
-        assert_eq!(fake.sent.next().await, Some(Message::Text("{\"n\":1}".into())));
-        assert_eq!(fake.sent.next().await, Some(Message::Text("{\"n\":2}".into())));
+        assert_eq!(
+            fake.sent.next().await,
+            Some(Message::Text("{\"n\":1}".into()))
+        );
+        assert_eq!(
+            fake.sent.next().await,
+            Some(Message::Text("{\"n\":2}".into()))
+        );
         shutdown.cancel();
         match fake.sent.next().await {
             Some(Message::Close(Some((code, _)))) => assert_eq!(code, CloseCode::Away),
@@ -162,7 +182,9 @@ mod tests {
     async fn stops_when_the_client_closes() {
         let hub = Hub::new(2);
         let fake = start(&hub, CancellationToken::new());
-        fake.from_client.unbounded_send(Ok(Message::Close(None))).unwrap();
+        fake.from_client
+            .unbounded_send(Ok(Message::Close(None)))
+            .unwrap();
         fake.task.await.unwrap();
     }
 }

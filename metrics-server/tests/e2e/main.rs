@@ -1,6 +1,4 @@
 //! End-to-end tests of metrics-server over a real socket, each on SQLite and on PostgreSQL.
-
-#![allow(unreachable_pub, missing_docs)]
 //!
 //! One binary, one module per feature. Run them all (both backends):
 //!
@@ -11,6 +9,8 @@
 //! PostgreSQL tests create their own database through `METRICS_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); run one backend with a filter, e.g.
 //! `cargo test -p metrics-server --test e2e sqlite::`.
+
+#![allow(unreachable_pub, missing_docs, clippy::unwrap_used)]
 
 mod common;
 

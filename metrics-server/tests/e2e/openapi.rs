@@ -1,1 +1,90 @@
-//! (tests to come)
+//! The OpenAPI spec: served, complete, documented, and the committed copy up to date.
+
+use serde_json::Value;
+
+use crate::common::{Backend, TestDb, TestServer};
+
+crate::on_both_backends!(
+    spec_is_served_complete_and_committed,
+    swagger_ui_and_page_are_served
+);
+
+const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
+
+async fn spec_is_served_complete_and_committed(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = TestServer::start(&db).await;
+    let (status, spec) = server.get("/openapi.json").await;
+    assert_eq!(status, 200);
+
+    for (path, method) in [
+        ("/v1/metrics", "post"),
+        ("/v1/metrics", "get"),
+        ("/v1/ws", "get"),
+        ("/healthz", "get"),
+        ("/", "get"),
+    ] {
+        let op = &spec["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is in the spec");
+        assert!(op["summary"].is_string(), "{method} {path} has a summary");
+    }
+    let post = &spec["paths"]["/v1/metrics"]["post"]["responses"];
+    for status in ["200", "400", "413", "415", "500", "503"] {
+        assert!(post[status].is_object(), "POST documents {status}");
+    }
+    assert_eq!(
+        post["400"]["content"]["application/json; charset=utf-8"]["schema"]["$ref"],
+        "#/components/schemas/ErrorBody"
+    );
+    assert!(spec["paths"]["/v1/ws"]["get"]["responses"]["101"].is_object());
+
+    // Every field of every schema has a doc line.
+    for (name, schema) in spec["components"]["schemas"].as_object().unwrap() {
+        for (field, prop) in schema["properties"].as_object().into_iter().flatten() {
+            assert!(
+                prop["description"].as_str().is_some_and(|d| !d.is_empty()),
+                "{name}.{field} has no description"
+            );
+        }
+    }
+    for param in spec["paths"]["/v1/metrics"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+    {
+        assert!(param["description"].is_string(), "{param}");
+    }
+
+    // The committed copy is this spec. Regenerate with UPDATE_OPENAPI=1.
+    let served = serde_json::to_string_pretty(&spec).unwrap() + "\n";
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(COMMITTED, &served).unwrap();
+    }
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(COMMITTED).expect("docs/openapi.json exists"),
+    )
+    .unwrap();
+    assert!(
+        committed == spec,
+        "docs/openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test -p metrics-server --test e2e openapi` and commit it"
+    );
+}
+
+async fn swagger_ui_and_page_are_served(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = TestServer::start(&db).await;
+    for (path, needle) in [("/docs", "swagger"), ("/", "/v1/ws")] {
+        let response = server.http.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            content_type.starts_with("text/html"),
+            "{path}: {content_type}"
+        );
+        assert!(response.text().await.unwrap().contains(needle), "{path}");
+    }
+    let (status, health) = server.get("/healthz").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+}
