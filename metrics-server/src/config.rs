@@ -53,6 +53,11 @@ pub struct Config {
     #[arg(long, env = "METRICS_SUBSCRIBER_BUFFER", default_value_t = 4096)]
     pub subscriber_buffer: usize,
 
+    /// How long the server remembers an `Idempotency-Key` of `POST /v1/metrics`: a retry with the
+    /// same key within this window stores nothing and gets the original answer.
+    #[arg(long, env = "METRICS_IDEMPOTENCY_WINDOW", default_value = "24h", value_parser = parse_duration)]
+    pub idempotency_window: Duration,
+
     /// On shutdown, the longest wait for requests in flight, e.g. `10s` or `500ms`.
     #[arg(long, env = "METRICS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -90,7 +95,7 @@ fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
-/// `10s`, `500ms`, `2m`, or plain seconds.
+/// `10s`, `500ms`, `2m`, `24h`, or plain seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -102,7 +107,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "" | "s" => Ok(Duration::from_secs(n)),
         "ms" => Ok(Duration::from_millis(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
-        other => Err(format!("unknown duration unit {other:?}; use ms, s or m")),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        other => Err(format!("unknown duration unit {other:?}; use ms, s, m or h")),
     }
 }
 

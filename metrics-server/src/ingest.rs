@@ -8,7 +8,7 @@
 //! shared transaction fails, each request in it is retried alone, so one request's failure is
 //! never another's.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio::{
     sync::{mpsc, oneshot},
@@ -17,7 +17,7 @@ use tokio::{
 
 use crate::{
     hub::{Committed, Hub},
-    store::{MetricStore, NewMetric, StoreError},
+    store::{MetricStore, NewMetric, OnceOutcome, StoreError},
 };
 
 /// Requests that may wait for the writer; beyond this, POSTs wait to enqueue (backpressure).
@@ -38,7 +38,9 @@ pub enum IngestError {
 /// One POST's metrics and the way to answer it.
 struct WriteRequest {
     metrics: Vec<NewMetric>,
-    done: oneshot::Sender<Result<Vec<i64>, IngestError>>,
+    /// An `Idempotency-Key` and its window: such a write is committed alone, with its key.
+    key: Option<(String, Duration)>,
+    done: oneshot::Sender<Result<OnceOutcome, IngestError>>,
 }
 
 /// The handle POSTs write through; cheap to clone.
@@ -65,12 +67,57 @@ impl Ingest {
         if metrics.is_empty() {
             return Ok(Vec::new());
         }
+        match self.send(metrics, None).await? {
+            OnceOutcome::Stored(ids) => Ok(ids),
+            // Only a write with a key can be a repeat.
+            OnceOutcome::Repeated { .. } => Ok(Vec::new()),
+        }
+    }
+
+    /// Stores `metrics` atomically unless a write with the same `key` was committed within
+    /// `window`; then nothing is stored and the outcome carries the original count.
+    pub async fn write_once(
+        &self,
+        key: String,
+        window: Duration,
+        metrics: Vec<NewMetric>,
+    ) -> Result<OnceOutcome, IngestError> {
+        self.send(metrics, Some((key, window))).await
+    }
+
+    async fn send(
+        &self,
+        metrics: Vec<NewMetric>,
+        key: Option<(String, Duration)>,
+    ) -> Result<OnceOutcome, IngestError> {
         let (done, answer) = oneshot::channel();
         self.tx
-            .send(WriteRequest { metrics, done })
+            .send(WriteRequest { metrics, key, done })
             .await
             .map_err(|_| IngestError::ShuttingDown)?;
         answer.await.map_err(|_| IngestError::ShuttingDown)?
+    }
+}
+
+/// Commits each keyed request alone, in the writer, so ids stay in commit order.
+async fn write_keyed(store: &Arc<dyn MetricStore>, hub: &Hub, keyed: Vec<WriteRequest>) {
+    for request in keyed {
+        let Some((key, window)) = request.key.as_ref() else {
+            continue;
+        };
+        let window = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
+        let rows: Vec<&NewMetric> = request.metrics.iter().collect();
+        let outcome = store.insert_once(key, window, &rows).await;
+        drop(rows);
+        match outcome {
+            Ok(OnceOutcome::Stored(ids)) => finish(hub, vec![request], ids),
+            Ok(repeated) => {
+                let _ = request.done.send(Ok(repeated));
+            }
+            Err(err) => {
+                let _ = request.done.send(Err(err.into()));
+            }
+        }
     }
 }
 
@@ -81,16 +128,24 @@ async fn run_writer(
     max_batch: usize,
 ) {
     while let Some(first) = rx.recv().await {
-        let mut count = first.metrics.len();
-        let mut group = vec![first];
-        while count < max_batch {
-            match rx.try_recv() {
-                Ok(next) => {
-                    count += next.metrics.len();
-                    group.push(next);
-                }
-                Err(_) => break,
+        let mut count = 0;
+        let mut keyed = Vec::new();
+        let mut group = Vec::new();
+        let mut next = Some(first);
+        while let Some(request) = next.take() {
+            if request.key.is_some() {
+                keyed.push(request);
+            } else {
+                count += request.metrics.len();
+                group.push(request);
             }
+            if count < max_batch {
+                next = rx.try_recv().ok();
+            }
+        }
+        write_keyed(&store, &hub, keyed).await;
+        if group.is_empty() {
+            continue;
         }
         let rows: Vec<&NewMetric> = group.iter().flat_map(|r| &r.metrics).collect();
         match store.insert(&rows).await {
@@ -150,6 +205,6 @@ fn finish(hub: &Hub, group: Vec<WriteRequest>, ids: Vec<i64>) {
     hub.publish(committed);
     for (done, request_ids) in answers {
         // The client may have gone; its metrics are committed all the same.
-        let _ = done.send(Ok(request_ids));
+        let _ = done.send(Ok(OnceOutcome::Stored(request_ids)));
     }
 }

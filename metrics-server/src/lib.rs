@@ -67,6 +67,8 @@ pub struct AppState {
     shutdown: CancellationToken,
     /// The largest request body accepted.
     body_limit: usize,
+    /// How long an `Idempotency-Key` is remembered.
+    idempotency_window: Duration,
 }
 
 /// A running server's parts: the shared state and the writer task behind it.
@@ -100,6 +102,7 @@ impl Server {
                 hub,
                 shutdown: CancellationToken::new(),
                 body_limit: config.body_limit,
+                idempotency_window: config.idempotency_window,
             },
             writer,
             shutdown_timeout: config.shutdown_timeout,

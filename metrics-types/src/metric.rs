@@ -63,6 +63,37 @@ impl MetricValue {
     }
 }
 
+/// Numbers convert losslessly up to 2^53, as JSON numbers do in most readers.
+macro_rules! from_number {
+    ($($t:ty),*) => {$(
+        impl From<$t> for MetricValue {
+            #[allow(clippy::cast_lossless)]
+            fn from(n: $t) -> Self {
+                MetricValue::Number(n as f64)
+            }
+        }
+    )*};
+}
+from_number!(i8, i16, i32, i64, isize, u8, u16, u32, u64, usize, f32, f64);
+
+impl From<bool> for MetricValue {
+    fn from(b: bool) -> Self {
+        MetricValue::Bool(b)
+    }
+}
+
+impl From<String> for MetricValue {
+    fn from(s: String) -> Self {
+        MetricValue::String(s)
+    }
+}
+
+impl From<&str> for MetricValue {
+    fn from(s: &str) -> Self {
+        MetricValue::String(s.to_owned())
+    }
+}
+
 /// The answer to a successful `POST /v1/metrics`: every metric in the request is committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]

@@ -19,6 +19,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_create_metrics;
+mod m20261128_000002_create_idempotency_keys;
 
 /// Every migration of the schema, in order.
 pub struct Migrator;
@@ -26,6 +27,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261128_000001_create_metrics::Migration)]
+        vec![
+            Box::new(m20261128_000001_create_metrics::Migration),
+            Box::new(m20261128_000002_create_idempotency_keys::Migration),
+        ]
     }
 }

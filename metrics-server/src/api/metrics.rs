@@ -7,7 +7,7 @@ use futures::{stream, Stream, StreamExt};
 use metrics_types::{ErrorCode, PostMetricsResponse, Timestamp};
 use poem::{Body, IntoResponse, Response};
 use poem_openapi::{
-    param::Query,
+    param::{Header, Query},
     payload::{Json, Payload},
     registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry},
     ApiResponse, OpenApi,
@@ -35,8 +35,22 @@ impl MetricsApi {
     /// `ts`; every other key is kept as sent. A batch (a JSON array) is stored all or nothing. A
     /// 200 means every metric is committed to the database; the metrics are then pushed to every
     /// open WebSocket.
+    ///
+    /// With an `Idempotency-Key` header the write is made at most once per key within the
+    /// server's idempotency window (`GET /v1/limits`): a retry with the same key stores nothing
+    /// and gets the original answer, so a client may retry a request whose answer it lost.
     #[oai(path = "/v1/metrics", method = "post", operation_id = "postMetrics")]
-    async fn post_metrics(&self, body: MetricsBody) -> Result<Json<PostMetricsResponse>, ApiError> {
+    async fn post_metrics(
+        &self,
+        body: MetricsBody,
+        /// Any unique string of 1 to 255 characters (a UUID, say) naming this request, the same
+        /// on every retry of it.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
+    ) -> Result<Json<PostMetricsResponse>, ApiError> {
+        if let Some(key) = idempotency_key.0 {
+            return super::idempotency::post_once(&self.state, key, body.0).await.map(Json);
+        }
         let ids = self.state.ingest.write(body.0).await?;
         Ok(Json(PostMetricsResponse::success(ids.len() as u64)))
     }

@@ -4,6 +4,7 @@
 //! | --- | --- |
 //! | `metrics.rs` | `POST /v1/metrics`, `GET /v1/metrics` |
 //! | `ws.rs` | `GET /v1/ws` |
+//! | `stream.rs` | `GET /v1/stream` (resumable), `GET /v1/limits`; idempotent POSTs |
 //! | `health.rs` | `GET /healthz`, `GET /` |
 //! | `body.rs`, `schema.rs` | reading POST bodies; the hand-written `Metric` schema |
 //! | `error.rs` | [`ApiError`], the one JSON error of every route |
@@ -11,15 +12,19 @@
 mod body;
 mod error;
 mod health;
+mod idempotency;
 mod metrics;
 mod schema;
+mod stream;
 mod ws;
 
 use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 pub use self::error::ApiError;
-use self::{body::BodyLimit, health::HealthApi, metrics::MetricsApi, ws::LiveApi};
+use self::{
+    body::BodyLimit, health::HealthApi, metrics::MetricsApi, stream::StreamApi, ws::LiveApi,
+};
 use crate::AppState;
 
 #[derive(Tags)]
@@ -32,7 +37,7 @@ enum ApiTags {
     Health,
 }
 
-type Apis = (MetricsApi, LiveApi, HealthApi);
+type Apis = (MetricsApi, LiveApi, HealthApi, StreamApi);
 
 fn openapi(state: AppState) -> OpenApiService<Apis, ()> {
     let apis = (
@@ -42,7 +47,10 @@ fn openapi(state: AppState) -> OpenApiService<Apis, ()> {
         LiveApi {
             state: state.clone(),
         },
-        HealthApi { state },
+        HealthApi {
+            state: state.clone(),
+        },
+        StreamApi { state },
     );
     OpenApiService::new(apis, "metrics", env!("CARGO_PKG_VERSION"))
         .description(

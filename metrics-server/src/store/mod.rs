@@ -5,6 +5,8 @@
 
 mod connect;
 mod entity;
+mod idempotency;
+mod replay;
 mod sql;
 
 use futures::stream::BoxStream;
@@ -34,6 +36,40 @@ pub struct MetricFilter {
     pub start_micros: Option<i64>,
     /// Inclusive upper bound on `ts`, in microseconds since the epoch.
     pub end_micros: Option<i64>,
+}
+
+/// A committed metric read back in storage order, for a stream that replays what it missed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMetric {
+    /// Its id: storage order and the stream cursor.
+    pub id: i64,
+    /// Its name, for name filters.
+    pub name: String,
+    /// The object as posted.
+    pub doc: String,
+}
+
+/// Which stored metrics a replay returns: those after a cursor, in storage order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayFilter {
+    /// Only metrics with an id above this cursor.
+    pub after_id: i64,
+    /// Any of these names; empty means every name.
+    pub names: Vec<String>,
+    /// Only metrics with `ts` at or after this instant (microseconds since the epoch).
+    pub start_micros: Option<i64>,
+}
+
+/// What became of a write made with an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnceOutcome {
+    /// The key was new: the metrics are committed with these ids, and the key with them.
+    Stored(Vec<i64>),
+    /// The key was seen within the window: nothing was stored; this is the original count.
+    Repeated {
+        /// How many metrics the original request stored.
+        stored: u64,
+    },
 }
 
 /// A failure of the database. The message is for the log, never for a client.
@@ -72,4 +108,24 @@ pub trait MetricStore: Send + Sync + 'static {
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Up to `limit` committed metrics matching `filter`, in storage (id) order.
+    async fn replay(
+        &self,
+        filter: &ReplayFilter,
+        limit: u64,
+    ) -> Result<Vec<StoredMetric>, StoreError>;
+
+    /// The highest id stored so far (0 when empty): where a stream "from now" starts.
+    async fn last_id(&self) -> Result<i64, StoreError>;
+
+    /// Like [`insert`](Self::insert), but at most once per `key` within `window_micros`: the
+    /// metrics and the key are committed together, and a key seen within the window stores
+    /// nothing and reports the original count.
+    async fn insert_once(
+        &self,
+        key: &str,
+        window_micros: i64,
+        metrics: &[&NewMetric],
+    ) -> Result<OnceOutcome, StoreError>;
 }

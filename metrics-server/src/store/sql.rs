@@ -11,7 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{
     entity::{Column, Entity},
-    MetricFilter, MetricStore, NewMetric, StoreError,
+    MetricFilter, MetricStore, NewMetric, OnceOutcome, ReplayFilter, StoreError, StoredMetric,
 };
 
 /// Rows per INSERT statement: 4 bind parameters each stays far below SQLite's 32,766 and
@@ -107,5 +107,26 @@ impl MetricStore for SqlStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(self.db.ping().await?)
+    }
+
+    async fn replay(
+        &self,
+        filter: &ReplayFilter,
+        limit: u64,
+    ) -> Result<Vec<StoredMetric>, StoreError> {
+        super::replay::replay(&self.db, filter, limit).await
+    }
+
+    async fn last_id(&self) -> Result<i64, StoreError> {
+        super::replay::last_id(&self.db).await
+    }
+
+    async fn insert_once(
+        &self,
+        key: &str,
+        window_micros: i64,
+        metrics: &[&NewMetric],
+    ) -> Result<OnceOutcome, StoreError> {
+        super::idempotency::insert_once(&self.db, key, window_micros, metrics).await
     }
 }

@@ -1,0 +1,444 @@
+//! `GET /v1/stream`: the resumable live stream, and `GET /v1/limits`: what clients must respect.
+//!
+//! Unlike `/v1/ws`, every frame carries the metric's stored id (a [`StreamFrame`]), and a client
+//! that comes back with `since=<last id>` misses nothing and gets nothing twice:
+//!
+//! 1. the socket subscribes to the hub *first*, so nothing committed from then on can slip by;
+//! 2. it replays from the database every committed metric after the cursor, page by page;
+//! 3. it then forwards live metrics, dropping those with an id at or below the last one sent
+//!    (they were already replayed).
+//!
+//! The writer commits one transaction at a time and publishes in commit order, so ids arrive in
+//! increasing order and "at or below the cursor" is exactly "already sent". A reader that falls
+//! behind the hub's ring is not disconnected as on `/v1/ws`: it catches up from the database and
+//! carries on. Both ends ping: the server pings every [`HEARTBEAT`] and closes a socket from which
+//! it heard nothing (not even a pong) for three heartbeats.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::{future::BoxFuture, Sink, SinkExt, Stream, StreamExt};
+use metrics_types::{ErrorCode, Limits, StreamFrame, Timestamp};
+use poem::{
+    web::websocket::{CloseCode, Message, WebSocket, WebSocketStream, WebSocketUpgraded},
+    IntoResponse, Response,
+};
+use poem_openapi::{
+    param::Query,
+    payload::Json,
+    registry::{MetaMediaType, MetaResponse, MetaResponses, Registry},
+    ApiResponse, OpenApi,
+};
+use tokio::{
+    sync::broadcast::{self, error::RecvError},
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{error::ApiError, ApiTags};
+use crate::{
+    hub::Committed,
+    store::{MetricStore, ReplayFilter, StoreError},
+    AppState,
+};
+
+/// How often the server pings a stream socket; three silent heartbeats and it is closed.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// Metrics read from the database per replay query.
+const REPLAY_PAGE: u64 = 1000;
+
+type SocketTask = Box<dyn FnOnce(WebSocketStream) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// The resumable stream and the published limits.
+pub(crate) struct StreamApi {
+    pub(crate) state: AppState,
+}
+
+#[OpenApi(tag = "ApiTags::Live")]
+impl StreamApi {
+    /// Server limits
+    ///
+    /// The per-request limits clients split their batches under, and the idempotency window.
+    #[oai(path = "/v1/limits", method = "get", operation_id = "limits")]
+    async fn limits(&self) -> Json<Limits> {
+        Json(Limits {
+            max_body_bytes: self.state.body_limit as u64,
+            idempotency_window_secs: self.state.idempotency_window.as_secs(),
+        })
+    }
+
+    /// Resumable live metrics (WebSocket)
+    ///
+    /// Upgrades to a WebSocket on which the server sends one JSON text frame (`StreamFrame`) per
+    /// committed metric, in commit order: `{"id": <cursor>, "metric": {...as posted}}`. Without
+    /// `since` or `since_ts` the stream starts from now, and its first frame is a checkpoint
+    /// (`{"id": <cursor>}`, no metric) giving the current cursor. With `since=<cursor>` it first
+    /// replays every stored metric after the cursor, then goes live without a gap or a duplicate:
+    /// reconnect with the id of the last frame handled to resume exactly there. A reader that
+    /// falls behind catches up from the database; it is never disconnected for lagging. The
+    /// server pings every 15 s and closes a socket silent for 45 s; clients should ping too. On
+    /// shutdown it closes with 1001; on a database failure with 1011 (reconnect with `since`).
+    #[oai(path = "/v1/stream", method = "get", operation_id = "streamMetrics")]
+    async fn stream(
+        &self,
+        ws: WebSocket,
+        /// Only metrics with this name; repeat the parameter for any of several names.
+        name: Query<Vec<String>>,
+        /// Resume after this cursor (the `id` of the last frame handled).
+        since: Query<Option<i64>>,
+        /// Start by replaying the stored metrics whose `ts` is at or after this ISO-8601
+        /// timestamp (in storage order), then go live. Ignored when `since` is given.
+        since_ts: Query<Option<String>>,
+    ) -> Result<StreamUpgraded, ApiError> {
+        let start = match (since.0, since_ts.0.as_deref().map(str::trim)) {
+            (Some(cursor), _) if cursor < 0 => {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidParam,
+                    format!("query parameter `since` must be a cursor (0 or more), not {cursor}"),
+                ))
+            }
+            (Some(cursor), _) => Start::After(cursor),
+            (None, None | Some("")) => Start::Now,
+            (None, Some(text)) => Start::FromTs(
+                Timestamp::parse(text)
+                    .map_err(|err| {
+                        ApiError::bad_request(
+                            ErrorCode::InvalidTimestamp,
+                            format!("query parameter `since_ts`: {err}"),
+                        )
+                    })?
+                    .timestamp_micros(),
+            ),
+        };
+        let names: Vec<String> = name.0.into_iter().filter(|n| !n.is_empty()).collect();
+        // Subscribe before anything is read from the database: nothing can fall in between.
+        let rx = self.state.hub.subscribe();
+        let store = self.state.store.clone();
+        let shutdown = self.state.shutdown.clone();
+        Ok(StreamUpgraded(ws.on_upgrade(Box::new(move |socket| {
+            Box::pin(async move {
+                let (sink, incoming) = socket.split();
+                let stream = LiveStream {
+                    store,
+                    names,
+                    shutdown,
+                    heartbeat: HEARTBEAT,
+                };
+                stream.serve(sink, incoming, rx, start).await
+            })
+        }))))
+    }
+}
+
+/// Where a stream starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// From the newest committed metric on.
+    Now,
+    /// After this cursor.
+    After(i64),
+    /// Every stored metric with `ts` at or after this instant (micros), then live.
+    FromTs(i64),
+}
+
+/// One stream socket's settings.
+pub(crate) struct LiveStream {
+    /// Where replays read from.
+    pub(crate) store: Arc<dyn MetricStore>,
+    /// The name filter; empty means every name.
+    pub(crate) names: Vec<String>,
+    /// Cancelled on server shutdown.
+    pub(crate) shutdown: CancellationToken,
+    /// Ping interval.
+    pub(crate) heartbeat: Duration,
+}
+
+/// Why a socket stops.
+enum Stop {
+    /// The client left or the socket broke: nothing to send.
+    Gone,
+    /// The database failed: tell the client, which may reconnect with its cursor.
+    Store(StoreError),
+}
+
+impl LiveStream {
+    /// Serves one socket until it closes, goes silent, or the server shuts down.
+    ///
+    /// Generic over the socket's halves so that unit tests can drive it with channels.
+    pub(crate) async fn serve<Si, St, E>(
+        self,
+        mut sink: Si,
+        mut incoming: St,
+        mut rx: broadcast::Receiver<Arc<Committed>>,
+        start: Start,
+    ) where
+        Si: Sink<Message> + Unpin,
+        St: Stream<Item = Result<Message, E>> + Unpin,
+    {
+        let close = |code, reason: &str| Message::Close(Some((code, reason.to_owned())));
+        match self.run(&mut sink, &mut incoming, &mut rx, start).await {
+            Stop::Gone => {}
+            Stop::Store(err) => {
+                tracing::warn!(error = %err, "stream socket closed on a database error");
+                let reason = "database unavailable; reconnect with since=<last id>";
+                let _ = sink.send(close(CloseCode::Error, reason)).await;
+            }
+        }
+        if self.shutdown.is_cancelled() {
+            let _ = sink.send(close(CloseCode::Away, "server shutting down")).await;
+        }
+    }
+
+    async fn run<Si, St, E>(
+        &self,
+        sink: &mut Si,
+        incoming: &mut St,
+        rx: &mut broadcast::Receiver<Arc<Committed>>,
+        start: Start,
+    ) -> Stop
+    where
+        Si: Sink<Message> + Unpin,
+        St: Stream<Item = Result<Message, E>> + Unpin,
+    {
+        let (mut cursor, mut start_micros) = match start {
+            Start::Now => match self.store.last_id().await {
+                Ok(id) => {
+                    if send(sink, checkpoint(id)).await.is_err() {
+                        return Stop::Gone;
+                    }
+                    (id, None)
+                }
+                Err(err) => return Stop::Store(err),
+            },
+            Start::After(id) => (id, None),
+            Start::FromTs(micros) => (0, Some(micros)),
+        };
+        if let Err(stop) = self.catch_up(sink, &mut cursor, start_micros.take()).await {
+            return stop;
+        }
+        let mut ping = tokio::time::interval_at(Instant::now() + self.heartbeat, self.heartbeat);
+        let mut heard = Instant::now();
+        loop {
+            let outgoing = tokio::select! {
+                _ = self.shutdown.cancelled() => return Stop::Gone,
+                message = incoming.next() => match message {
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Stop::Gone,
+                    Some(Ok(_)) => {
+                        heard = Instant::now();
+                        continue;
+                    }
+                },
+                _ = ping.tick() => {
+                    if heard.elapsed() > self.heartbeat * 3 {
+                        tracing::info!("closing a silent stream socket");
+                        return Stop::Gone;
+                    }
+                    Message::Ping(Vec::new())
+                }
+                item = rx.recv() => match item {
+                    Ok(metric) => {
+                        if metric.id <= cursor {
+                            continue; // already replayed
+                        }
+                        cursor = metric.id;
+                        if !self.wants(&metric.name) {
+                            continue;
+                        }
+                        Message::Text(frame(metric.id, &metric.doc))
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::debug!(missed, "stream reader fell behind; catching up from the database");
+                        if let Err(stop) = self.catch_up(sink, &mut cursor, None).await {
+                            return stop;
+                        }
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return Stop::Gone,
+                },
+            };
+            tokio::select! {
+                sent = sink.send(outgoing) => if sent.is_err() { return Stop::Gone },
+                _ = self.shutdown.cancelled() => return Stop::Gone,
+            }
+        }
+    }
+
+    /// Sends every stored metric after `cursor`, advancing it, until the database has no more.
+    async fn catch_up<Si>(
+        &self,
+        sink: &mut Si,
+        cursor: &mut i64,
+        start_micros: Option<i64>,
+    ) -> Result<(), Stop>
+    where
+        Si: Sink<Message> + Unpin,
+    {
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Err(Stop::Gone);
+            }
+            let filter = ReplayFilter {
+                after_id: *cursor,
+                names: self.names.clone(),
+                start_micros,
+            };
+            let page = self
+                .store
+                .replay(&filter, REPLAY_PAGE)
+                .await
+                .map_err(Stop::Store)?;
+            let full = page.len() as u64 == REPLAY_PAGE;
+            for metric in page {
+                send(sink, Message::Text(frame(metric.id, &metric.doc)))
+                    .await
+                    .map_err(|()| Stop::Gone)?;
+                *cursor = metric.id;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    fn wants(&self, name: &str) -> bool {
+        self.names.is_empty() || self.names.iter().any(|n| n == name)
+    }
+}
+
+async fn send<Si: Sink<Message> + Unpin>(sink: &mut Si, message: Message) -> Result<(), ()> {
+    sink.send(message).await.map_err(|_| ())
+}
+
+/// A [`StreamFrame`] with a metric, written without re-parsing the stored document.
+fn frame(id: i64, doc: &str) -> String {
+    format!("{{\"id\":{id},\"metric\":{doc}}}")
+}
+
+fn checkpoint(id: i64) -> Message {
+    Message::Text(format!("{{\"id\":{id}}}"))
+}
+
+/// The upgrade, documented as a 101 whose frames are [`StreamFrame`]s.
+pub(crate) struct StreamUpgraded(WebSocketUpgraded<SocketTask>);
+
+impl IntoResponse for StreamUpgraded {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+impl ApiResponse for StreamUpgraded {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "Switching to the WebSocket protocol. Each text frame is a \
+                              `StreamFrame` (JSON): a metric with its cursor, or a checkpoint.",
+                status: Some(101),
+                status_range: None,
+                content: vec![MetaMediaType {
+                    content_type: "application/json",
+                    schema: <StreamFrame as poem_openapi::types::Type>::schema_ref(),
+                }],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        <StreamFrame as poem_openapi::types::Type>::register(registry);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::channel::mpsc;
+
+    use super::*;
+    use crate::{hub::Hub, store::StoredMetric};
+
+    /// A store whose replay serves ids from a fixed list (the SQL store is covered end to end).
+    struct Stored(Vec<i64>);
+
+    #[async_trait::async_trait]
+    impl MetricStore for Stored {
+        async fn insert(&self, _: &[&crate::store::NewMetric]) -> Result<Vec<i64>, StoreError> {
+            unreachable!("not used by the stream")
+        }
+        fn query(
+            &self,
+            _: crate::store::MetricFilter,
+        ) -> futures::stream::BoxStream<'static, Result<String, StoreError>> {
+            unreachable!("not used by the stream")
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn replay(
+            &self,
+            filter: &ReplayFilter,
+            limit: u64,
+        ) -> Result<Vec<StoredMetric>, StoreError> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|&&id| id > filter.after_id)
+                .take(limit as usize)
+                .map(|&id| StoredMetric { id, name: "m".into(), doc: format!("{{\"n\":{id}}}") })
+                .collect())
+        }
+        async fn last_id(&self) -> Result<i64, StoreError> {
+            Ok(self.0.last().copied().unwrap_or(0))
+        }
+        async fn insert_once(
+            &self,
+            _: &str,
+            _: i64,
+            _: &[&crate::store::NewMetric],
+        ) -> Result<crate::store::OnceOutcome, StoreError> {
+            unreachable!("not used by the stream")
+        }
+    }
+
+    fn committed(id: i64) -> Committed {
+        Committed { id, name: "m".into(), doc: format!("{{\"n\":{id}}}") }
+    }
+
+    fn ids(frames: &[Message]) -> Vec<i64> {
+        frames
+            .iter()
+            .filter_map(|m| match m {
+                Message::Text(t) => serde_json::from_str::<StreamFrame>(t).ok(),
+                _ => None,
+            })
+            .filter(|f| f.metric.is_some())
+            .map(|f| f.id)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn replays_then_goes_live_without_gap_or_duplicate() {
+        let hub = Hub::new(2);
+        let rx = hub.subscribe();
+        // 1..=5 are stored; 4 and 5 are also still in the hub (published after the subscription);
+        // 6..=8 are published later, overflowing the ring of 2: the lag is caught up from the store.
+        hub.publish([committed(4), committed(5)]);
+        let store = Arc::new(Stored((1..=8).collect()));
+        let (sink, mut sent) = mpsc::unbounded();
+        let (from_client, incoming) = mpsc::unbounded::<Result<Message, ()>>();
+        let shutdown = CancellationToken::new();
+        let stream = LiveStream { store, names: vec![], shutdown: shutdown.clone(), heartbeat: HEARTBEAT };
+        let task = tokio::spawn(stream.serve(sink, incoming, rx, Start::After(2)));
+        let mut frames = Vec::new();
+        while frames.len() < 3 {
+            frames.push(sent.next().await.unwrap());
+        }
+        hub.publish((6..=8).map(committed));
+        while ids(&frames).len() < 6 {
+            frames.push(sent.next().await.unwrap());
+        }
+        assert_eq!(ids(&frames), vec![3, 4, 5, 6, 7, 8]);
+        shutdown.cancel();
+        task.await.unwrap();
+        drop(from_client);
+    }
+}
