@@ -1,0 +1,119 @@
+//! [`Error`]: the one error type of the client.
+
+use std::time::Duration;
+
+/// Everything that can go wrong talking to the metrics server.
+///
+/// Match on [`Error::Api`] to react to what the server said (its `code` is stable); the other
+/// variants say where the request failed on the way.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server answered with an error: its status and its JSON error body.
+    #[error("the server answered {status} {code}: {message}")]
+    Api {
+        /// The HTTP status.
+        status: reqwest::StatusCode,
+        /// The stable, machine-readable code, e.g. `invalid_field` (see `metrics_types::ErrorCode`).
+        code: String,
+        /// What went wrong, for people.
+        message: String,
+    },
+    /// The server could not be reached, or the connection broke before the answer was complete.
+    #[error("could not reach the server: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// The server's answer was not what the API promises (not JSON, a truncated array, ...).
+    #[error("could not decode the server's answer: {0}")]
+    Decode(String),
+    /// The live stream failed in a way reconnecting cannot fix (e.g. the server refused the
+    /// subscription's parameters), or the WebSocket could not be opened.
+    #[error("subscription failed: {0}")]
+    Subscription(String),
+    /// A metric was refused before anything was sent: bad name, non-finite number, a reserved
+    /// key among the extra keys, or larger on its own than the server's body limit.
+    #[error("invalid metric: {0}")]
+    InvalidMetric(String),
+    /// The server URL is not an `http://` or `https://` URL.
+    #[error("invalid server URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The recorder's buffer is full (see [`Recorder`](crate::Recorder)): the metric was not
+    /// taken; the caller decides whether to drop it, retry or slow down.
+    #[error("the recorder's buffer of {capacity} metrics is full")]
+    RecorderFull {
+        /// The buffer's capacity.
+        capacity: usize,
+    },
+    /// The recorder was closed; it takes no more metrics.
+    #[error("the recorder is closed")]
+    RecorderClosed,
+}
+
+/// A `Result` with the client's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Whether trying the same request again later may succeed: transport failures, 5xx and 429.
+    /// Other 4xx mean the request itself is wrong and are never retried.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Api { status, .. } => {
+                status.is_server_error() || *status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            }
+            Error::Transport(err) => !err.is_builder() && !err.is_redirect(),
+            _ => false,
+        }
+    }
+}
+
+/// An error with the server's `Retry-After`, when it sent one.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) error: Error,
+    pub(crate) retry_after: Option<Duration>,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<reqwest::Error> for Failure {
+    fn from(error: reqwest::Error) -> Self {
+        Error::from(error).into()
+    }
+}
+
+/// Turns a non-2xx response into [`Error::Api`], reading the server's JSON error body.
+pub(crate) async fn api_error(response: reqwest::Response) -> Failure {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let text = response.text().await.unwrap_or_default();
+    let error = match serde_json::from_str::<metrics_types::ErrorBody>(&text) {
+        Ok(body) => Error::Api {
+            status,
+            code: body.code,
+            message: body.message,
+        },
+        // Not our server's error shape (a proxy, say): keep what there is.
+        Err(_) => Error::Api {
+            status,
+            code: "unknown".to_owned(),
+            message: text.chars().take(512).collect(),
+        },
+    };
+    Failure { error, retry_after }
+}

@@ -1,0 +1,67 @@
+//! The typed async client of the metrics server: record, query and subscribe to metrics.
+//!
+//! ```no_run
+//! use chrono::{TimeZone, Utc};
+//! use futures::{StreamExt, TryStreamExt};
+//! use metrics_client::{Client, Metric};
+//!
+//! # async fn run() -> Result<(), metrics_client::Error> {
+//! let client = Client::new("http://127.0.0.1:5000")?;
+//!
+//! // Watch cpu live; reconnects by itself and never misses or repeats a metric.
+//! let mut live = client.subscribe().name("cpu").await?;
+//!
+//! // One metric: Ok means committed.
+//! let noon = Utc.with_ymd_and_hms(2016, 1, 1, 12, 0, 0).unwrap();
+//! client.record("cpu", 0.93, noon).await?;
+//!
+//! // A batch of any size, with extra keys; split under the server's limits.
+//! let batch = (0..10_000).map(|i| Metric::new("cpu", i % 100).at(noon).with("host", "web-1"));
+//! client.record_batch(batch).await?;
+//!
+//! // Query: collect with .await, or stream results larger than memory.
+//! let day: metrics_client::Timestamp = "2016-01-01".parse().unwrap();
+//! let cpu = client.query().name("cpu").start(day).await?;
+//! let mut all = client.query().stream();
+//! while let Some(metric) = all.try_next().await? {
+//!     println!("{} {:?} at {}", metric.name, metric.value, metric.ts);
+//! }
+//!
+//! // Hot paths: record returns at once; batches go out in the background.
+//! let recorder = client.recorder().build();
+//! recorder.record(Metric::new("requests", 1).with("route", "/"))?;
+//! assert!(recorder.close().await.is_empty(), "everything delivered");
+//!
+//! let first = live.next().await.unwrap()?;
+//! assert_eq!(first.name, "cpu");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! | module | job |
+//! | --- | --- |
+//! | `client` | [`Client`] (a cheap `Clone` handle), [`ClientBuilder`], writes |
+//! | `metric` | [`Metric`]: name, value, timestamp and extra keys |
+//! | `query` | [`QueryBuilder`]: `.await`, `.send()`, `.stream()` |
+//! | `subscription` | [`Subscription`]: a `Stream` that reconnects and resumes from its cursor |
+//! | `recorder` | [`Recorder`]: batching, retries with idempotency keys, flush and close |
+//! | `error` | [`Error`], the one error type, with [`Error::Api`] for the server's errors |
+//!
+//! The guide is `docs/client.md` in the repository.
+
+mod client;
+mod error;
+mod metric;
+mod query;
+mod recorder;
+mod subscription;
+
+pub use client::{Client, ClientBuilder};
+pub use error::{Error, Result};
+pub use metric::Metric;
+pub use metrics_types::{Limits, MetricValue, Timestamp};
+pub use query::QueryBuilder;
+pub use recorder::{Recorder, RecorderBuilder, Undelivered};
+pub use subscription::{SubscribeBuilder, Subscription};

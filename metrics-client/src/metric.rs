@@ -1,0 +1,146 @@
+//! [`Metric`]: a name, a value, a timestamp and any extra keys, as sent and as read back.
+
+use metrics_types::{validate_name, MetricValue, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{Error, Result};
+
+/// The keys a metric's own fields use; they cannot be extra keys.
+const RESERVED: [&str; 3] = ["name", "value", "ts"];
+
+/// One metric: what [`Client::record_metric`](crate::Client::record_metric) sends and what
+/// queries and subscriptions yield.
+///
+/// On the wire it is one flat JSON object: `{"name": .., "value": .., "ts": .., <extra keys>}`.
+///
+/// # Examples
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// use metrics_client::Metric;
+///
+/// let metric = Metric::new("cpu", 0.93)
+///     .at(Utc.with_ymd_and_hms(2016, 1, 1, 12, 0, 0).unwrap())
+///     .with("host", "web-1");
+/// assert_eq!(
+///     serde_json::to_string(&metric).unwrap(),
+///     r#"{"name":"cpu","value":0.93,"ts":"2016-01-01T12:00:00+00:00","host":"web-1"}"#
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    /// What is measured, e.g. `cpu.load`: queries and subscriptions filter on it.
+    pub name: String,
+    /// The measurement: a number, a string or a boolean.
+    pub value: MetricValue,
+    /// When it was measured; the server compares instants, and returns it as written.
+    pub ts: Timestamp,
+    /// Every other key of the object (tags such as `host`), kept as sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Metric {
+    /// A metric measured now. `value` takes any integer or float, a string or a boolean.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metrics_client::{Metric, MetricValue};
+    ///
+    /// assert_eq!(Metric::new("up", true).value, MetricValue::Bool(true));
+    /// assert_eq!(Metric::new("requests", 42_u32).value, MetricValue::Number(42.0));
+    /// assert_eq!(Metric::new("state", "ok").value, MetricValue::String("ok".into()));
+    /// ```
+    pub fn new(name: impl Into<String>, value: impl Into<MetricValue>) -> Metric {
+        Metric {
+            name: name.into(),
+            value: value.into(),
+            ts: chrono::Utc::now().into(),
+            extra: Map::new(),
+        }
+    }
+
+    /// Sets when the metric was measured: any chrono `DateTime`, or a parsed [`Timestamp`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metrics_client::Metric;
+    ///
+    /// let ts = chrono::DateTime::parse_from_rfc3339("2016-01-01T12:00:00+02:00").unwrap();
+    /// let metric = Metric::new("cpu", 1).at(ts);
+    /// assert_eq!(metric.ts.to_string(), "2016-01-01T12:00:00+02:00");
+    /// ```
+    pub fn at(mut self, ts: impl Into<Timestamp>) -> Metric {
+        self.ts = ts.into();
+        self
+    }
+
+    /// Adds an extra key (a tag such as `host`), kept as sent and returned by queries.
+    ///
+    /// `name`, `value` and `ts` are the metric's own fields and are refused as extra keys when
+    /// the metric is sent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use metrics_client::Metric;
+    ///
+    /// let metric = Metric::new("cpu", 1).with("host", "web-1").with("cores", 8);
+    /// assert_eq!(metric.extra["host"], "web-1");
+    /// assert_eq!(metric.extra["cores"], 8);
+    /// ```
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<Value>) -> Metric {
+        self.extra.insert(key.into(), value.into());
+        self
+    }
+
+    /// Checks what the server would refuse, and what JSON cannot carry, before sending.
+    pub(crate) fn validate(&self) -> Result<()> {
+        validate_name(&self.name)
+            .map_err(|err| Error::InvalidMetric(format!("name {:?} {err}", self.name)))?;
+        if let MetricValue::Number(n) = self.value {
+            if !n.is_finite() {
+                return Err(Error::InvalidMetric(format!(
+                    "{}: value {n} is not a finite number; JSON cannot carry it",
+                    self.name
+                )));
+            }
+        }
+        if let Some(key) = RESERVED.iter().find(|k| self.extra.contains_key(**k)) {
+            return Err(Error::InvalidMetric(format!(
+                "{}: `{key}` is the metric's own field, not an extra key",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_non_finite_values_and_reserved_keys() {
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert!(matches!(Metric::new("x", bad).validate(), Err(Error::InvalidMetric(_))));
+        }
+        assert!(Metric::new("x", 1).with("ts", "now").validate().is_err());
+        assert!(Metric::new("", 1).validate().is_err());
+        assert!(Metric::new("x", 1.5).with("host", "a").validate().is_ok());
+    }
+
+    #[test]
+    fn reads_back_what_the_server_returns() {
+        let m: Metric = serde_json::from_str(
+            r#"{"name":"cpu","value":"high","ts":"2016-01-01 12:00:00.000","host":"web-1"}"#,
+        )
+        .unwrap();
+        assert_eq!(m.value, MetricValue::String("high".into()));
+        assert_eq!(m.extra["host"], "web-1");
+        assert_eq!(m.extra.len(), 1);
+    }
+}
