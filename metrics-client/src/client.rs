@@ -117,9 +117,9 @@ impl ClientBuilder {
                 http: self.http.unwrap_or_default(),
                 base,
                 token: self.token,
-                user_agent: self
-                    .user_agent
-                    .unwrap_or_else(|| concat!("metrics-client/", env!("CARGO_PKG_VERSION")).to_owned()),
+                user_agent: self.user_agent.unwrap_or_else(|| {
+                    concat!("metrics-client/", env!("CARGO_PKG_VERSION")).to_owned()
+                }),
                 timeout: self.timeout,
                 limits: OnceCell::new(),
             }),
@@ -295,7 +295,10 @@ impl Client {
         self.inner
             .limits
             .get_or_try_init(|| async {
-                let response = self.request(reqwest::Method::GET, "v1/limits").send().await?;
+                let response = self
+                    .request(reqwest::Method::GET, "v1/limits")
+                    .send()
+                    .await?;
                 if !response.status().is_success() {
                     return Err(api_error(response).await);
                 }
@@ -316,8 +319,8 @@ impl Client {
         for metric in metrics {
             metric.validate()?;
         }
-        let limit = usize::try_from(self.limits_or_failure().await?.max_body_bytes)
-            .unwrap_or(usize::MAX);
+        let limit =
+            usize::try_from(self.limits_or_failure().await?.max_body_bytes).unwrap_or(usize::MAX);
         let mut parts = Vec::new();
         let mut body = Vec::new();
         let mut start = 0;
@@ -396,7 +399,10 @@ impl Client {
     /// The URL of `path` under the base URL.
     pub(crate) fn url(&self, path: &str) -> Url {
         // A relative path joined to a base ending in `/` cannot fail.
-        self.inner.base.join(path).unwrap_or_else(|_| self.inner.base.clone())
+        self.inner
+            .base
+            .join(path)
+            .unwrap_or_else(|_| self.inner.base.clone())
     }
 
     /// The headers a WebSocket handshake carries: user agent and bearer token.

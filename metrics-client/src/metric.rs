@@ -126,7 +126,10 @@ mod tests {
     #[test]
     fn refuses_non_finite_values_and_reserved_keys() {
         for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-            assert!(matches!(Metric::new("x", bad).validate(), Err(Error::InvalidMetric(_))));
+            assert!(matches!(
+                Metric::new("x", bad).validate(),
+                Err(Error::InvalidMetric(_))
+            ));
         }
         assert!(Metric::new("x", 1).with("ts", "now").validate().is_err());
         assert!(Metric::new("", 1).validate().is_err());

@@ -232,7 +232,11 @@ async fn run(settings: RecorderBuilder, mut rx: mpsc::Receiver<Command>) {
 }
 
 /// Sends one batch (in parts under the server's limit), retrying what may pass.
-async fn deliver(settings: &RecorderBuilder, batch: Vec<Metric>, undelivered: &mut Vec<Undelivered>) {
+async fn deliver(
+    settings: &RecorderBuilder,
+    batch: Vec<Metric>,
+    undelivered: &mut Vec<Undelivered>,
+) {
     if batch.is_empty() {
         return;
     }

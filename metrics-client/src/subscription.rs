@@ -311,15 +311,17 @@ impl Link {
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 let status = response.status();
                 let body = response.into_body().unwrap_or_default();
-                Err(match serde_json::from_slice::<metrics_types::ErrorBody>(&body) {
-                    Ok(err) => Error::Api {
-                        status: reqwest::StatusCode::from_u16(status.as_u16())
-                            .unwrap_or(reqwest::StatusCode::BAD_GATEWAY),
-                        code: err.code,
-                        message: err.message,
+                Err(
+                    match serde_json::from_slice::<metrics_types::ErrorBody>(&body) {
+                        Ok(err) => Error::Api {
+                            status: reqwest::StatusCode::from_u16(status.as_u16())
+                                .unwrap_or(reqwest::StatusCode::BAD_GATEWAY),
+                            code: err.code,
+                            message: err.message,
+                        },
+                        Err(_) => Error::Subscription(format!("the server answered {status}")),
                     },
-                    Err(_) => Error::Subscription(format!("the server answered {status}")),
-                })
+                )
             }
             Err(err) => Err(Error::Subscription(err.to_string())),
         }
@@ -421,10 +423,9 @@ impl Link {
                         None => Item::Checkpoint(frame.id),
                         Some(value) => match serde_json::from_value::<Metric>(value) {
                             Ok(metric) => Item::Metric(frame.id, metric),
-                            Err(err) => Item::Error(Error::Decode(format!(
-                                "metric {}: {err}",
-                                frame.id
-                            ))),
+                            Err(err) => {
+                                Item::Error(Error::Decode(format!("metric {}: {err}", frame.id)))
+                            }
                         },
                     }
                 }

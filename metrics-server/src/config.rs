@@ -108,7 +108,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
-        other => Err(format!("unknown duration unit {other:?}; use ms, s, m or h")),
+        other => Err(format!(
+            "unknown duration unit {other:?}; use ms, s, m or h"
+        )),
     }
 }
 

@@ -35,7 +35,11 @@ impl MigrationTrait for Migration {
                             .big_integer()
                             .not_null(),
                     )
-                    .col(ColumnDef::new(IdempotencyKeys::Stored).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(IdempotencyKeys::Stored)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;

@@ -49,7 +49,9 @@ impl MetricsApi {
         idempotency_key: Header<Option<String>>,
     ) -> Result<Json<PostMetricsResponse>, ApiError> {
         if let Some(key) = idempotency_key.0 {
-            return super::idempotency::post_once(&self.state, key, body.0).await.map(Json);
+            return super::idempotency::post_once(&self.state, key, body.0)
+                .await
+                .map(Json);
         }
         let ids = self.state.ingest.write(body.0).await?;
         Ok(Json(PostMetricsResponse::success(ids.len() as u64)))

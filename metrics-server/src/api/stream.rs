@@ -185,7 +185,9 @@ impl LiveStream {
             }
         }
         if self.shutdown.is_cancelled() {
-            let _ = sink.send(close(CloseCode::Away, "server shutting down")).await;
+            let _ = sink
+                .send(close(CloseCode::Away, "server shutting down"))
+                .await;
         }
     }
 
@@ -383,7 +385,11 @@ mod tests {
                 .iter()
                 .filter(|&&id| id > filter.after_id)
                 .take(limit as usize)
-                .map(|&id| StoredMetric { id, name: "m".into(), doc: format!("{{\"n\":{id}}}") })
+                .map(|&id| StoredMetric {
+                    id,
+                    name: "m".into(),
+                    doc: format!("{{\"n\":{id}}}"),
+                })
                 .collect())
         }
         async fn last_id(&self) -> Result<i64, StoreError> {
@@ -400,7 +406,11 @@ mod tests {
     }
 
     fn committed(id: i64) -> Committed {
-        Committed { id, name: "m".into(), doc: format!("{{\"n\":{id}}}") }
+        Committed {
+            id,
+            name: "m".into(),
+            doc: format!("{{\"n\":{id}}}"),
+        }
     }
 
     fn ids(frames: &[Message]) -> Vec<i64> {
@@ -426,7 +436,12 @@ mod tests {
         let (sink, mut sent) = mpsc::unbounded();
         let (from_client, incoming) = mpsc::unbounded::<Result<Message, ()>>();
         let shutdown = CancellationToken::new();
-        let stream = LiveStream { store, names: vec![], shutdown: shutdown.clone(), heartbeat: HEARTBEAT };
+        let stream = LiveStream {
+            store,
+            names: vec![],
+            shutdown: shutdown.clone(),
+            heartbeat: HEARTBEAT,
+        };
         let task = tokio::spawn(stream.serve(sink, incoming, rx, Start::After(2)));
         let mut frames = Vec::new();
         while frames.len() < 3 {
