@@ -36,11 +36,15 @@ async fn delivers_everything_once_the_server_is_back(backend: Backend) {
         .build();
 
     for i in 0..100 {
-        recorder.record(Metric::new("rec", i).at(ts("2016-01-01"))).unwrap();
+        recorder
+            .record(Metric::new("rec", i).at(ts("2016-01-01")))
+            .unwrap();
     }
     server.stop().await;
     for i in 100..300 {
-        recorder.record(Metric::new("rec", i).at(ts("2016-01-01"))).unwrap();
+        recorder
+            .record(Metric::new("rec", i).at(ts("2016-01-01")))
+            .unwrap();
     }
     // Down for a while: the recorder retries meanwhile.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -60,7 +64,11 @@ async fn delivers_everything_once_the_server_is_back(backend: Backend) {
         })
         .collect();
     values.sort_unstable();
-    assert_eq!(values, (0..300).collect::<Vec<_>>(), "each metric exactly once");
+    assert_eq!(
+        values,
+        (0..300).collect::<Vec<_>>(),
+        "each metric exactly once"
+    );
     assert!(recorder.close().await.is_empty());
     server.stop().await;
 }
@@ -80,7 +88,9 @@ async fn flush_reports_what_could_not_be_delivered(backend: Backend) {
     server.stop().await;
 
     for i in 0..20 {
-        recorder.record(Metric::new("lost", i).at(ts("2016-01-01"))).unwrap();
+        recorder
+            .record(Metric::new("lost", i).at(ts("2016-01-01")))
+            .unwrap();
     }
     let undelivered = recorder.flush().await.unwrap();
     let lost: usize = undelivered.iter().map(|u| u.metrics.len()).sum();
@@ -99,7 +109,9 @@ async fn flush_reports_what_could_not_be_delivered(backend: Backend) {
 
     let server = TestServer::start_with(db.config(), addr).await;
     for i in 0..5 {
-        recorder.record(Metric::new("kept", i).at(ts("2016-01-01"))).unwrap();
+        recorder
+            .record(Metric::new("kept", i).at(ts("2016-01-01")))
+            .unwrap();
     }
     assert!(recorder.close().await.is_empty());
     assert!(client.query().name("lost").await.unwrap().is_empty());

@@ -33,7 +33,10 @@ async fn every_value_type_and_extra_keys_round_trip(backend: Backend) {
     let noon = Utc.with_ymd_and_hms(2016, 1, 1, 12, 0, 0).unwrap();
 
     client.record("int", 42, noon).await.unwrap();
-    client.record("uint", u64::from(u32::MAX), noon).await.unwrap();
+    client
+        .record("uint", u64::from(u32::MAX), noon)
+        .await
+        .unwrap();
     client.record("float", -0.25_f32, noon).await.unwrap();
     client.record("string", "degraded", noon).await.unwrap();
     client.record("bool", false, noon).await.unwrap();
@@ -51,7 +54,10 @@ async fn every_value_type_and_extra_keys_round_trip(backend: Backend) {
     assert_eq!(by_name("int").value, MetricValue::Number(42.0));
     assert_eq!(by_name("uint").value, MetricValue::Number(4_294_967_295.0));
     assert_eq!(by_name("float").value, MetricValue::Number(-0.25));
-    assert_eq!(by_name("string").value, MetricValue::String("degraded".into()));
+    assert_eq!(
+        by_name("string").value,
+        MetricValue::String("degraded".into())
+    );
     assert_eq!(by_name("bool").value, MetricValue::Bool(false));
     assert_eq!(by_name("int").ts.to_utc(), noon);
     // Extra keys and the timestamp's offset come back as sent.
@@ -97,10 +103,18 @@ async fn the_original_queries_through_the_builder(backend: Backend) {
         .await
         .unwrap();
     assert!(!exact.is_empty());
-    assert!(exact.iter().all(|m| m.name == "baz" && m.ts == ts("2016-01-04")));
+    assert!(exact
+        .iter()
+        .all(|m| m.name == "baz" && m.ts == ts("2016-01-04")));
 
     // The streamed form yields the same metrics in the same order.
-    let streamed: Vec<Metric> = client.query().name("foo").stream().try_collect().await.unwrap();
+    let streamed: Vec<Metric> = client
+        .query()
+        .name("foo")
+        .stream()
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(streamed, foo);
     assert!(client.query().name("nope").await.unwrap().is_empty());
 }
@@ -116,7 +130,10 @@ async fn bad_metrics_are_refused_before_sending_and_server_errors_are_typed(back
     }
     // One bad metric refuses the whole batch before anything is sent.
     let batch = vec![Metric::new("ok", 1), Metric::new("bad\nname", 2)];
-    assert!(matches!(client.record_batch(batch).await, Err(Error::InvalidMetric(_))));
+    assert!(matches!(
+        client.record_batch(batch).await,
+        Err(Error::InvalidMetric(_))
+    ));
     assert!(client.query().await.unwrap().is_empty(), "nothing stored");
 
     // The server's JSON error body becomes Error::Api.
@@ -127,7 +144,11 @@ async fn bad_metrics_are_refused_before_sending_and_server_errors_are_typed(back
         .await
         .unwrap_err();
     match err {
-        Error::Api { status, code, message } => {
+        Error::Api {
+            status,
+            code,
+            message,
+        } => {
             assert_eq!(status, 400);
             assert_eq!(code, "invalid_range");
             assert!(message.contains("sts"), "{message}");
@@ -153,7 +174,10 @@ async fn a_batch_over_the_body_limit_goes_through_whole(backend: Backend) {
         })
         .collect();
     let size = serde_json::to_vec(&batch).unwrap().len();
-    assert!(size > 4 * (64 << 10), "the batch ({size} bytes) is several times the limit");
+    assert!(
+        size > 4 * (64 << 10),
+        "the batch ({size} bytes) is several times the limit"
+    );
     assert_eq!(client.record_batch(batch.clone()).await.unwrap(), 5000);
 
     let back = client.query().name("bulk").await.unwrap();

@@ -15,8 +15,10 @@
 mod common;
 
 mod errors;
+mod idempotency;
 mod live;
 mod openapi;
 mod original;
 mod round_trip;
 mod shutdown;
+mod stream;

@@ -21,6 +21,8 @@ async fn spec_is_served_complete_and_committed(backend: Backend) {
         ("/v1/metrics", "post"),
         ("/v1/metrics", "get"),
         ("/v1/ws", "get"),
+        ("/v1/stream", "get"),
+        ("/v1/limits", "get"),
         ("/healthz", "get"),
         ("/", "get"),
     ] {
@@ -37,6 +39,12 @@ async fn spec_is_served_complete_and_committed(backend: Backend) {
         "#/components/schemas/ErrorBody"
     );
     assert!(spec["paths"]["/v1/ws"]["get"]["responses"]["101"].is_object());
+    assert_eq!(
+        spec["paths"]["/v1/stream"]["get"]["responses"]["101"]["content"]["application/json"]
+            ["schema"]["$ref"],
+        "#/components/schemas/StreamFrame",
+        "the stream's frame schema is documented"
+    );
 
     // Every field of every schema has a doc line.
     for (name, schema) in spec["components"]["schemas"].as_object().unwrap() {
