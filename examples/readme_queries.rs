@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
     let day = |s: &str| -> anyhow::Result<Timestamp> { Ok(s.parse()?) };
 
     // ?name=foo
-    let foo = client.query().name("foo").await?;
+    let by_name = client.query().name("foo").await?;
     // ?name=foo&sts=2016-01-01
     let foo_since = client.query().name("foo").start(day("2016-01-01")?).await?;
     // ?ets=2016-01-02
@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
         count += 1;
     }
 
-    println!("name=foo: {}", foo.len());
+    println!("name=foo: {}", by_name.len());
     println!("name=foo, from 2016-01-01: {}", foo_since.len());
     println!("until 2016-01-02: {}", until.len());
     println!("name=foo, 2016-01-01 to 2016-01-02: {}", both.len());

@@ -78,10 +78,10 @@ async fn the_original_queries_through_the_builder(backend: Backend) {
     let batch = (0..100).map(|i| Metric::new(names[i % 3], (i % 4) as i64 + 1).at(ts(days[i % 4])));
     assert_eq!(client.record_batch(batch).await.unwrap(), 100);
 
-    let foo = client.query().name("foo").await.unwrap();
-    assert_eq!(foo.len(), 34);
-    assert!(foo.iter().all(|m| m.name == "foo"));
-    assert!(foo.windows(2).all(|w| w[0].ts <= w[1].ts), "ordered by ts");
+    let foos = client.query().name("foo").await.unwrap();
+    assert_eq!(foos.len(), 34);
+    assert!(foos.iter().all(|m| m.name == "foo"));
+    assert!(foos.windows(2).all(|w| w[0].ts <= w[1].ts), "ordered by ts");
 
     let foo_or_bar = client.query().name("foo").name("bar").await.unwrap();
     assert_eq!(foo_or_bar.len(), 67);
@@ -115,7 +115,7 @@ async fn the_original_queries_through_the_builder(backend: Backend) {
         .try_collect()
         .await
         .unwrap();
-    assert_eq!(streamed, foo);
+    assert_eq!(streamed, foos);
     assert!(client.query().name("nope").await.unwrap().is_empty());
 }
 
