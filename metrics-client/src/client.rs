@@ -230,7 +230,7 @@ impl Client {
     ///
     /// ```no_run
     /// # async fn run(client: metrics_client::Client) -> metrics_client::Result<()> {
-    /// let cpu = client.query().name("cpu").start("2016-01-01".parse().unwrap()).await?;
+    /// let cpu = client.query().name("cpu").start(metrics_client::Timestamp::parse("2016-01-01").unwrap()).await?;
     /// # Ok(())
     /// # }
     /// ```

@@ -147,7 +147,10 @@ impl SubscribeBuilder {
             link.read_checkpoint(&mut socket).await?;
         }
         let (tx, rx) = mpsc::channel(BUFFER);
-        let cursor = link.cursor;
+        let cursor = match (link.cursor, start) {
+            (Some(cursor), _) | (None, Start::After(cursor)) => Some(cursor),
+            _ => None,
+        };
         let task = tokio::spawn(link.run(socket, tx));
         Ok(Subscription {
             rx,
