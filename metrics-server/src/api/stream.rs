@@ -90,6 +90,9 @@ impl StreamApi {
         /// timestamp (in storage order), then go live. Ignored when `since` is given.
         since_ts: Query<Option<String>>,
     ) -> Result<StreamUpgraded, ApiError> {
+        let names: Vec<String> = name.0.into_iter().filter(|n| !n.is_empty()).collect();
+        // Subscribe before anything is read from the database: nothing can fall in between.
+        let rx = self.state.hub.subscribe();
         let start = match (since.0, since_ts.0.as_deref().map(str::trim)) {
             (Some(cursor), _) if cursor < 0 => {
                 return Err(ApiError::bad_request(
@@ -98,7 +101,9 @@ impl StreamApi {
                 ))
             }
             (Some(cursor), _) => Start::After(cursor),
-            (None, None | Some("")) => Start::Now,
+            // "Now" is fixed before the handshake completes: whatever the client posts once it
+            // sees the upgrade has a higher id and is delivered.
+            (None, None | Some("")) => Start::Now(self.state.store.last_id().await?),
             (None, Some(text)) => Start::FromTs(
                 Timestamp::parse(text)
                     .map_err(|err| {
@@ -110,9 +115,6 @@ impl StreamApi {
                     .timestamp_micros(),
             ),
         };
-        let names: Vec<String> = name.0.into_iter().filter(|n| !n.is_empty()).collect();
-        // Subscribe before anything is read from the database: nothing can fall in between.
-        let rx = self.state.hub.subscribe();
         let store = self.state.store.clone();
         let shutdown = self.state.shutdown.clone();
         Ok(StreamUpgraded(ws.on_upgrade(Box::new(move |socket| {
@@ -133,8 +135,9 @@ impl StreamApi {
 /// Where a stream starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Start {
-    /// From the newest committed metric on.
-    Now,
+    /// From now on: after this cursor (the newest id when the request came), announced to the
+    /// client with a checkpoint frame.
+    Now(i64),
     /// After this cursor.
     After(i64),
     /// Every stored metric with `ts` at or after this instant (micros), then live.
@@ -203,15 +206,12 @@ impl LiveStream {
         St: Stream<Item = Result<Message, E>> + Unpin,
     {
         let (mut cursor, mut start_micros) = match start {
-            Start::Now => match self.store.last_id().await {
-                Ok(id) => {
-                    if send(sink, checkpoint(id)).await.is_err() {
-                        return Stop::Gone;
-                    }
-                    (id, None)
+            Start::Now(id) => {
+                if send(sink, checkpoint(id)).await.is_err() {
+                    return Stop::Gone;
                 }
-                Err(err) => return Stop::Store(err),
-            },
+                (id, None)
+            }
             Start::After(id) => (id, None),
             Start::FromTs(micros) => (0, Some(micros)),
         };
