@@ -358,8 +358,15 @@ mod tests {
     use super::*;
     use crate::{hub::Hub, store::StoredMetric};
 
-    /// A store whose replay serves ids from a fixed list (the SQL store is covered end to end).
-    struct Stored(Vec<i64>);
+    /// A store whose replay serves the ids it was given (the SQL store is covered end to end).
+    #[derive(Default)]
+    struct Stored(std::sync::Mutex<Vec<i64>>);
+
+    impl Stored {
+        fn commit(&self, ids: impl IntoIterator<Item = i64>) {
+            self.0.lock().unwrap().extend(ids);
+        }
+    }
 
     #[async_trait::async_trait]
     impl MetricStore for Stored {
@@ -382,6 +389,8 @@ mod tests {
         ) -> Result<Vec<StoredMetric>, StoreError> {
             Ok(self
                 .0
+                .lock()
+                .unwrap()
                 .iter()
                 .filter(|&&id| id > filter.after_id)
                 .take(limit as usize)
@@ -393,7 +402,7 @@ mod tests {
                 .collect())
         }
         async fn last_id(&self) -> Result<i64, StoreError> {
-            Ok(self.0.last().copied().unwrap_or(0))
+            Ok(self.0.lock().unwrap().last().copied().unwrap_or(0))
         }
         async fn insert_once(
             &self,
@@ -413,7 +422,7 @@ mod tests {
         }
     }
 
-    fn ids(frames: &[Message]) -> Vec<i64> {
+    fn metric_ids(frames: &[Message]) -> Vec<i64> {
         frames
             .iter()
             .filter_map(|m| match m {
@@ -425,35 +434,70 @@ mod tests {
             .collect()
     }
 
+    /// Commits `ids` to the store, then publishes them, as the ingest writer does.
+    fn write(store: &Stored, hub: &Hub, ids: std::ops::RangeInclusive<i64>) {
+        store.commit(ids.clone());
+        hub.publish(ids.map(committed));
+    }
+
+    async fn frames_until(sent: &mut mpsc::UnboundedReceiver<Message>, n: usize) -> Vec<Message> {
+        let mut frames = Vec::new();
+        while metric_ids(&frames).len() < n {
+            frames.push(sent.next().await.expect("the socket task is running"));
+        }
+        frames
+    }
+
     #[tokio::test]
-    async fn replays_then_goes_live_without_gap_or_duplicate() {
-        let hub = Hub::new(2);
+    async fn replays_after_the_cursor_then_goes_live_without_duplicates() {
+        let hub = Hub::new(16);
+        let store = Arc::new(Stored::default());
+        write(&store, &hub, 1..=3);
+        // Subscribed, then 4 and 5 committed: they are both in the store and in the hub.
         let rx = hub.subscribe();
-        // 1..=5 are stored; 4 and 5 are also still in the hub (published after the subscription);
-        // 6..=8 are published later, overflowing the ring of 2: the lag is caught up from the store.
-        hub.publish([committed(4), committed(5)]);
-        let store = Arc::new(Stored((1..=8).collect()));
+        write(&store, &hub, 4..=5);
         let (sink, mut sent) = mpsc::unbounded();
-        let (from_client, incoming) = mpsc::unbounded::<Result<Message, ()>>();
-        let shutdown = CancellationToken::new();
+        let (_from_client, incoming) = mpsc::unbounded::<Result<Message, ()>>();
         let stream = LiveStream {
-            store,
+            store: store.clone(),
             names: vec![],
-            shutdown: shutdown.clone(),
+            shutdown: CancellationToken::new(),
             heartbeat: HEARTBEAT,
         };
-        let task = tokio::spawn(stream.serve(sink, incoming, rx, Start::After(2)));
-        let mut frames = Vec::new();
-        while frames.len() < 3 {
-            frames.push(sent.next().await.unwrap());
-        }
-        hub.publish((6..=8).map(committed));
-        while ids(&frames).len() < 6 {
-            frames.push(sent.next().await.unwrap());
-        }
-        assert_eq!(ids(&frames), vec![3, 4, 5, 6, 7, 8]);
-        shutdown.cancel();
-        task.await.unwrap();
-        drop(from_client);
+        tokio::spawn(stream.serve(sink, incoming, rx, Start::After(1)));
+        assert_eq!(
+            metric_ids(&frames_until(&mut sent, 4).await),
+            vec![2, 3, 4, 5]
+        );
+        write(&store, &hub, 6..=7);
+        assert_eq!(metric_ids(&frames_until(&mut sent, 2).await), vec![6, 7]);
+    }
+
+    #[tokio::test]
+    async fn a_lagging_reader_catches_up_from_the_store() {
+        let hub = Hub::new(2);
+        let store = Arc::new(Stored::default());
+        let rx = hub.subscribe();
+        let (sink, mut sent) = mpsc::unbounded();
+        let (_from_client, incoming) = mpsc::unbounded::<Result<Message, ()>>();
+        let stream = LiveStream {
+            store: store.clone(),
+            names: vec![],
+            shutdown: CancellationToken::new(),
+            heartbeat: HEARTBEAT,
+        };
+        tokio::spawn(stream.serve(sink, incoming, rx, Start::Now(0)));
+        // The checkpoint: the task has replayed (nothing) and now waits on the hub.
+        let checkpoint = sent.next().await.expect("a checkpoint");
+        assert!(metric_ids(&[checkpoint]).is_empty());
+        // On this single-threaded runtime the socket task cannot read while 10 metrics go
+        // through a ring of 2: it lags by 8, and must find them in the store.
+        write(&store, &hub, 1..=10);
+        assert_eq!(
+            metric_ids(&frames_until(&mut sent, 10).await),
+            (1..=10).collect::<Vec<_>>()
+        );
+        write(&store, &hub, 11..=11);
+        assert_eq!(metric_ids(&frames_until(&mut sent, 1).await), vec![11]);
     }
 }
