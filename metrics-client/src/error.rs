@@ -117,3 +117,28 @@ pub(crate) async fn api_error(response: reqwest::Response) -> Failure {
     };
     Failure { error, retry_after }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16) -> Error {
+        Error::Api {
+            status: reqwest::StatusCode::from_u16(status).unwrap(),
+            code: "x".into(),
+            message: "y".into(),
+        }
+    }
+
+    #[test]
+    fn only_what_may_pass_is_retryable() {
+        for status in [500, 502, 503, 504, 429] {
+            assert!(api(status).is_retryable(), "{status}");
+        }
+        for status in [400, 401, 403, 404, 413, 415, 422] {
+            assert!(!api(status).is_retryable(), "{status}");
+        }
+        assert!(!Error::InvalidMetric("nan".into()).is_retryable());
+        assert!(!Error::Decode("truncated".into()).is_retryable());
+    }
+}
