@@ -17,6 +17,7 @@ use crate::common::{Backend, TestDb, TestServer};
 on_both_backends!(
     delivers_everything_once_the_server_is_back,
     flush_reports_what_could_not_be_delivered,
+    a_batch_refused_with_a_4xx_is_reported_not_retried,
 );
 
 fn ts(s: &str) -> Timestamp {
@@ -116,5 +117,45 @@ async fn flush_reports_what_could_not_be_delivered(backend: Backend) {
     assert!(recorder.close().await.is_empty());
     assert!(client.query().name("lost").await.unwrap().is_empty());
     assert_eq!(client.query().name("kept").await.unwrap().len(), 5);
+    server.stop().await;
+}
+
+async fn a_batch_refused_with_a_4xx_is_reported_not_retried(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = TestServer::start(&db).await;
+    let client = server.client();
+    // Retrying for an hour: were a 400 retried, the flush below would not end in time.
+    let recorder = client
+        .recorder()
+        .max_batch(1000)
+        .retry_for(Duration::from_secs(3600))
+        .build();
+    // The server takes four-digit years only; the client leaves that judgement to it.
+    let far = chrono::NaiveDate::from_ymd_opt(12_000, 1, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    recorder
+        .record(Metric::new("ok", 1).at(ts("2016-01-01")))
+        .unwrap();
+    recorder.record(Metric::new("too.late", 2).at(far)).unwrap();
+    let undelivered = tokio::time::timeout(Duration::from_secs(30), recorder.flush())
+        .await
+        .expect("a 400 is not retried")
+        .unwrap();
+    assert_eq!(undelivered.len(), 1);
+    assert_eq!(
+        undelivered[0].metrics.len(),
+        2,
+        "the batch is all or nothing"
+    );
+    match &undelivered[0].error {
+        Error::Api { status, code, .. } => {
+            assert_eq!((status.as_u16(), code.as_str()), (400, "invalid_timestamp"));
+        }
+        other => panic!("expected the server's 400, got {other:?}"),
+    }
+    assert!(client.query().await.unwrap().is_empty());
     server.stop().await;
 }
