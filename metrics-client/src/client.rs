@@ -75,30 +75,75 @@ pub struct ClientBuilder {
 impl ClientBuilder {
     /// The longest a request may take, answer included (not applied to [`QueryBuilder::stream`]
     /// or subscriptions, which last as long as you read them). Default: none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let client = metrics_client::Client::builder()
+    ///     .timeout(std::time::Duration::from_secs(5))
+    ///     .build("http://127.0.0.1:5000")
+    ///     .unwrap();
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
     /// Sends `Authorization: Bearer <token>` with every request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let client = metrics_client::Client::builder()
+    ///     .bearer_token("s3cr3t")
+    ///     .build("http://127.0.0.1:5000")
+    ///     .unwrap();
+    /// ```
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self
     }
 
     /// The `User-Agent` header. Default: `metrics-client/<version>`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let client = metrics_client::Client::builder()
+    ///     .user_agent("my-app/1.0")
+    ///     .build("http://127.0.0.1:5000")
+    ///     .unwrap();
+    /// ```
     pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
         self.user_agent = Some(user_agent.into());
         self
     }
 
     /// Uses this reqwest client (proxies, TLS roots, pool settings ...) instead of a default one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let http = reqwest::Client::builder().pool_max_idle_per_host(4).build().unwrap();
+    /// let client = metrics_client::Client::builder()
+    ///     .http_client(http)
+    ///     .build("http://127.0.0.1:5000")
+    ///     .unwrap();
+    /// ```
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
     }
 
     /// A client for the server at `url` (`http://host:port`, optionally with a path prefix).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let client = metrics_client::Client::builder().build("http://127.0.0.1:5000/metrics/");
+    /// assert!(client.is_ok());
+    /// assert!(metrics_client::Client::builder().build("not a url").is_err());
+    /// ```
     pub fn build(self, url: &str) -> Result<Client> {
         let invalid = |reason: &str| Error::InvalidUrl {
             url: url.to_owned(),

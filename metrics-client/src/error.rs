@@ -59,6 +59,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Whether trying the same request again later may succeed: transport failures, 5xx and 429.
     /// Other 4xx mean the request itself is wrong and are never retried.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: metrics_client::Client) {
+    /// if let Err(err) = client.record("cpu", 0.5, chrono::Utc::now()).await {
+    ///     if err.is_retryable() {
+    ///         // keep the metric and try again later
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Api { status, .. } => {

@@ -71,30 +71,70 @@ impl RecorderBuilder {
     }
 
     /// Send as soon as this many metrics wait. Default: 1000.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: metrics_client::Client) {
+    /// let recorder = client.recorder().max_batch(500).build();
+    /// # }
+    /// ```
     pub fn max_batch(mut self, max_batch: usize) -> Self {
         self.max_batch = max_batch.max(1);
         self
     }
 
     /// Send what waits at least this often. Default: 1 s.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: metrics_client::Client) {
+    /// let recorder = client.recorder().interval(std::time::Duration::from_millis(200)).build();
+    /// # }
+    /// ```
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval.max(Duration::from_millis(1));
         self
     }
 
     /// How many metrics may wait to be sent before `record` refuses more. Default: 100,000.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: metrics_client::Client) {
+    /// let recorder = client.recorder().capacity(10_000).build();
+    /// # }
+    /// ```
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.max(1);
         self
     }
 
     /// How long a failing batch is retried before it is reported undelivered. Default: 60 s.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: metrics_client::Client) {
+    /// let recorder = client.recorder().retry_for(std::time::Duration::from_secs(300)).build();
+    /// # }
+    /// ```
     pub fn retry_for(mut self, retry_for: Duration) -> Self {
         self.retry_for = retry_for;
         self
     }
 
     /// Starts the background task. Must be called inside a tokio runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: metrics_client::Client) {
+    /// let recorder = client.recorder().build();
+    /// # }
+    /// ```
     pub fn build(self) -> Recorder {
         let (tx, rx) = mpsc::channel(self.capacity);
         let capacity = self.capacity;
