@@ -30,5 +30,8 @@ fn dashboard_in_headless_chromium() {
         .env("METRICS_SERVER_BIN", env!("CARGO_BIN_EXE_metrics-server"))
         .status()
         .unwrap_or_else(|err| panic!("cannot run node ({err}); install node 18 or later"));
-    assert!(status.success(), "the browser tests failed; their report is above");
+    assert!(
+        status.success(),
+        "the browser tests failed; their report is above"
+    );
 }

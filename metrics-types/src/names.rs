@@ -40,9 +40,12 @@ mod tests {
                 last_ts: "2016-01-01T00:00:01.000000Z".into(),
             }],
         };
-        let json = serde_json::to_value(&list).unwrap();
+        let json = serde_json::to_value(&list).expect("serializes");
         assert_eq!(json["names"][0]["count"], 2);
         assert_eq!(json["names"][0]["last_ts"], "2016-01-01T00:00:01.000000Z");
-        assert_eq!(serde_json::from_value::<NameList>(json).unwrap(), list);
+        assert_eq!(
+            serde_json::from_value::<NameList>(json).expect("deserializes"),
+            list
+        );
     }
 }

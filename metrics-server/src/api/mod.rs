@@ -23,9 +23,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 pub use self::error::ApiError;
-use self::{
-    body::BodyLimit, health::HealthApi, metrics::MetricsApi, names::NamesApi, ws::LiveApi,
-};
+use self::{body::BodyLimit, health::HealthApi, metrics::MetricsApi, names::NamesApi, ws::LiveApi};
 use crate::AppState;
 
 #[derive(Tags)]

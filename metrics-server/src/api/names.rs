@@ -48,7 +48,10 @@ fn rfc3339(micros: i64) -> String {
 mod tests {
     #[test]
     fn timestamps_are_utc_with_microseconds() {
-        assert_eq!(super::rfc3339(1_451_649_600_000_001), "2016-01-01T12:00:00.000001Z");
+        assert_eq!(
+            super::rfc3339(1_451_649_600_000_001),
+            "2016-01-01T12:00:00.000001Z"
+        );
         assert_eq!(super::rfc3339(-1), "1969-12-31T23:59:59.999999Z");
     }
 }

@@ -52,8 +52,13 @@ async fn is_in_the_openapi_spec(backend: Backend) {
     assert_eq!(op["operationId"], "listNames", "{op}");
     let schema = &spec["components"]["schemas"]["NameSummary"];
     for field in ["name", "count", "first_ts", "last_ts"] {
-        let doc = schema["properties"][field]["description"].as_str().unwrap_or_default();
-        assert!(!doc.is_empty(), "NameSummary.{field} has no description: {schema}");
+        let doc = schema["properties"][field]["description"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            !doc.is_empty(),
+            "NameSummary.{field} has no description: {schema}"
+        );
     }
     server.stop().await;
 }
@@ -61,7 +66,12 @@ async fn is_in_the_openapi_spec(backend: Backend) {
 async fn a_plain_get_of_the_websocket_says_what_to_do(backend: Backend) {
     let db = TestDb::new(backend).await;
     let server = TestServer::start(&db).await;
-    let response = server.http.get(server.url("/v1/ws")).send().await.expect("GET");
+    let response = server
+        .http
+        .get(server.url("/v1/ws"))
+        .send()
+        .await
+        .expect("GET");
     assert_eq!(response.status().as_u16(), 426);
     assert_eq!(response.headers()["upgrade"], "websocket");
     let body: serde_json::Value = response.json().await.expect("JSON");
@@ -75,7 +85,12 @@ async fn a_plain_get_of_the_websocket_says_what_to_do(backend: Backend) {
 async fn serves_the_page_and_its_embedded_assets(backend: Backend) {
     let db = TestDb::new(backend).await;
     let server = TestServer::start(&db).await;
-    let page = server.http.get(server.url("/")).send().await.expect("GET /");
+    let page = server
+        .http
+        .get(server.url("/"))
+        .send()
+        .await
+        .expect("GET /");
     assert_eq!(page.status().as_u16(), 200);
     let html = page.text().await.expect("text");
     for (path, content_type) in [
@@ -85,11 +100,22 @@ async fn serves_the_page_and_its_embedded_assets(backend: Backend) {
         ("/assets/dashboard.css", "text/css"),
     ] {
         assert!(html.contains(path), "the page does not load {path}");
-        let response = server.http.get(server.url(path)).send().await.expect("GET asset");
+        let response = server
+            .http
+            .get(server.url(path))
+            .send()
+            .await
+            .expect("GET asset");
         assert_eq!(response.status().as_u16(), 200, "{path}");
-        let got = response.headers()["content-type"].to_str().unwrap_or_default().to_owned();
+        let got = response.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
         assert!(got.starts_with(content_type), "{path}: {got}");
-        assert!(!response.bytes().await.expect("body").is_empty(), "{path} is empty");
+        assert!(
+            !response.bytes().await.expect("body").is_empty(),
+            "{path} is empty"
+        );
     }
     let (status, missing) = server.get("/assets/nope.js").await;
     assert_eq!(status, 404);
