@@ -32,7 +32,7 @@
     status: $("status"), statusText: $("status-text"), pause: $("pause"), theme: $("theme"),
     names: $("names"), namesFilter: $("names-filter"), namesCount: $("names-count"), namesEmpty: $("names-empty"),
     custom: $("custom"), customFrom: $("custom-from"), customTo: $("custom-to"), customError: $("custom-error"),
-    chart: $("chart"), chartNote: $("chart-note"), tbody: document.querySelector("#latest tbody"),
+    chart: $("chart"), yMode: $("y-mode"), chartNote: $("chart-note"), tbody: document.querySelector("#latest tbody"),
   };
 
   const state = {
@@ -45,6 +45,8 @@
     /** name -> colour, stable for the page's life. */
     colors: new Map(),
     range: "1h",
+    /** Each metric on a y scale of its own, or all on one. */
+    ownScales: false,
     custom: null, // { fromMs, toMs }
     /** name -> { records: sorted by t, keys: Set } for the selected names. */
     series: new Map(),
@@ -323,6 +325,7 @@
     const p = new URLSearchParams();
     if (!state.autoSelect) for (const n of state.selected) p.append("name", n);
     p.set("range", state.range);
+    if (state.ownScales) p.set("y", "own");
     if (state.range === "custom" && state.custom) {
       p.set("from", new Date(state.custom.fromMs).toISOString());
       p.set("to", new Date(state.custom.toMs).toISOString());
@@ -334,6 +337,8 @@
     const p = new URLSearchParams(location.hash.slice(1));
     const names = p.getAll("name").filter(Boolean);
     if (names.length) setSelected(names, { load: false });
+    state.ownScales = p.get("y") === "own";
+    el.yMode.setAttribute("aria-pressed", String(state.ownScales));
     const range = p.get("range");
     if (range === "custom") {
       const fromMs = parseTs(p.get("from") || ""), toMs = parseTs(p.get("to") || "");
@@ -372,18 +377,29 @@
       },
       series: [
         { label: "time", value: (u, v) => (v == null ? "—" : fmtTime(v * 1000)) },
-        ...state.selected.map((name) => ({
+        ...state.selected.map((name, i) => ({
           label: name, stroke: colorOf(name), width: 1.75, spanGaps: true,
+          scale: state.ownScales ? `y${i}` : "y",
           points: { size: 5, fill: colorOf(name) },
           value: (u, v) => fmtNum(v),
         })),
       ],
-      axes: [axis, { ...axis, size: 64, values: (u, vals) => vals.map(fmtNum) }],
+      axes: [axis, ...yAxes(axis)],
       cursor: { drag: { x: false, y: false } },
       legend: { live: true },
     };
     chart = new uPlot(opts, chartData(), el.chart);
     renderNow();
+  }
+
+  /** One shared y axis; or, with a scale per metric, an axis in its colour for the first two. */
+  function yAxes(axis) {
+    const values = (u, vals) => vals.map(fmtNum);
+    if (!state.ownScales || !state.selected.length) return [{ ...axis, size: 64, values }];
+    return state.selected.slice(0, 2).map((name, i) => ({
+      ...axis, scale: `y${i}`, side: i === 0 ? 3 : 1, size: 64, values, stroke: colorOf(name),
+      grid: { ...axis.grid, show: i === 0 },
+    }));
   }
 
   /** uPlot's columns: one x array of seconds (the union of every series' times), then one y array
@@ -551,6 +567,13 @@
     if (fromMs > toMs) { el.customError.textContent = "“From” is after “To”."; return; }
     el.customError.textContent = "";
     setRange("custom", { fromMs, toMs });
+  });
+
+  el.yMode.addEventListener("click", () => {
+    state.ownScales = !state.ownScales;
+    el.yMode.setAttribute("aria-pressed", String(state.ownScales));
+    saveHash();
+    rebuildChart();
   });
 
   el.pause.addEventListener("click", () => {

@@ -126,6 +126,26 @@ for (const backend of BACKENDS) {
       assert.deepEqual(errors, []);
     });
 
+    test("pause freezes the chart and table; resume shows what arrived meanwhile", async () => {
+      const name = `pause.${backend}`;
+      await server.post({ name, value: 1, ts: isoAgo(1000) });
+      const { page, errors } = await open(`#name=${encodeURIComponent(name)}&range=5m`);
+      await waitForValues(page, name, [1]);
+
+      await page.getByRole("button", { name: "Pause" }).click();
+      assert.match(await page.textContent("#status"), /paused/);
+      await server.post({ name, value: 2, ts: isoAgo(0) });
+      // Long enough for the page to have drawn it, were it not paused.
+      await page.waitForTimeout(600);
+      assert.deepEqual((await chartPoints(page, name)).map(([, v]) => v), [1]);
+      assert.equal(await page.locator(`#latest tbody tr[data-name="${name}"]`).count(), 1);
+
+      await page.getByRole("button", { name: "Resume" }).click();
+      await waitForValues(page, name, [1, 2], VISIBLE_WITHIN_MS);
+      assert.equal(await page.locator(`#latest tbody tr[data-name="${name}"]`).count(), 2);
+      assert.deepEqual(errors, []);
+    });
+
     test("after the server restarts the page reconnects by itself, with no hole in the chart", async () => {
       const name = `restart.${backend}`;
       await server.post({ name, value: 1, ts: isoAgo(2000) });

@@ -31,7 +31,7 @@ try {
   await server.post(history);
 
   for (const [scheme, file] of [["light", "dashboard.png"], ["dark", "dashboard-dark.png"]]) {
-    const { page, context } = await openPage(browser, `${server.url}/#name=cpu.load&name=http.latency_ms&name=queue.depth&name=deploy.status&range=1h`, { colorScheme: scheme, viewport: { width: 1360, height: 900 } });
+    const { page, context } = await openPage(browser, `${server.url}/#name=cpu.load&name=http.latency_ms&name=queue.depth&name=deploy.status&range=1h&y=own`, { colorScheme: scheme, viewport: { width: 1360, height: 900 } });
     await page.waitForSelector('#status[data-state="live"]');
     for (let i = 0; i < 3; i++) {
       await server.post({ name: "cpu.load", value: 1.4 + i * 0.1, ts: new Date().toISOString(), host: "web-1" });
