@@ -25,7 +25,7 @@ fn dashboard_in_headless_chromium() {
         assert!(status.success(), "npm ci in {} failed", dir.display());
     }
     let status = Command::new("node")
-        .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
+        .args(["--test", "--test-reporter=spec"])
         .current_dir(&dir)
         .env("METRICS_SERVER_BIN", env!("CARGO_BIN_EXE_metrics-server"))
         .status()

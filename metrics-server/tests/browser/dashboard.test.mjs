@@ -4,7 +4,7 @@
 // reconnects by itself after a server restart without leaving a hole in the chart.
 //
 // Run (from this directory, after `npm ci`; needs Debian's chromium and PostgreSQL):
-//   node --test --test-concurrency=1
+//   node --test
 // or from the workspace: cargo test -p metrics-server --test browser
 
 import assert from "node:assert/strict";
