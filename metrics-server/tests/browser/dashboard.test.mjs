@@ -33,8 +33,8 @@ for (const backend of BACKENDS) {
       await db?.drop();
     });
 
-    async function open(hash = "") {
-      const opened = await openPage(browser, `${server.url}/${hash}`);
+    async function open(hash = "", options = {}) {
+      const opened = await openPage(browser, `${server.url}/${hash}`, options);
       pages.push(opened);
       await opened.page.waitForSelector('#status[data-state="live"]', { timeout: 10e3 });
       return opened;
@@ -123,6 +123,25 @@ for (const backend of BACKENDS) {
       await waitForValues(page, name, [3]);
       const rows = page.locator(`#latest tbody tr[data-name="${name}"]`);
       assert.equal(await rows.count(), 1);
+      assert.deepEqual(errors, []);
+    });
+
+    test("timestamps in every form the server accepts are charted at their instant", async () => {
+      const name = `ts.forms.${backend}`;
+      // The same kinds of `ts` the API accepts: no offset (UTC), a space, `+HHMM`, `-HH:MM`, `Z`.
+      const at = (secondsAgo) => Math.floor(Date.now() / 1000 - secondsAgo) * 1000 + 250;
+      const wall = (ms, offsetMinutes) => new Date(ms + offsetMinutes * 60e3).toISOString().slice(0, 23);
+      const t1 = at(40), t2 = at(30), t3 = at(20), t4 = at(10);
+      await server.post([
+        { name, value: 1, ts: wall(t1, 0).replace("T", " ") },
+        { name, value: 2, ts: `${wall(t2, 120)}+0200` },
+        { name, value: 3, ts: `${wall(t3, -330)}-05:30` },
+        { name, value: 4, ts: `${wall(t4, 0)}Z` },
+      ]);
+      // A browser far from UTC: a `ts` without an offset must still be read as UTC.
+      const { page, errors } = await open(`#name=${encodeURIComponent(name)}&range=5m`, { timezoneId: "America/Anchorage" });
+      await waitForValues(page, name, [1, 2, 3, 4]);
+      assert.deepEqual(await chartPoints(page, name), [[t1 / 1000, 1], [t2 / 1000, 2], [t3 / 1000, 3], [t4 / 1000, 4]]);
       assert.deepEqual(errors, []);
     });
 

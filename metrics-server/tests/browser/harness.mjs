@@ -147,9 +147,10 @@ export async function launchBrowser() {
   return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 }
 
-/** A page in UTC (so a `datetime-local` field means what the test computes), errors collected. */
-export async function openPage(browser, url, { colorScheme = "light", viewport = { width: 1280, height: 860 } } = {}) {
-  const context = await browser.newContext({ timezoneId: "UTC", colorScheme, viewport });
+/** A page, by default in UTC (so a `datetime-local` field means what the test computes), with its
+ * console errors and any request to another origin collected. */
+export async function openPage(browser, url, { colorScheme = "light", viewport = { width: 1280, height: 860 }, timezoneId = "UTC" } = {}) {
+  const context = await browser.newContext({ timezoneId, colorScheme, viewport });
   const page = await context.newPage();
   const errors = [];
   const offsite = [];
