@@ -138,6 +138,7 @@
       while (lo < hi) { const mid = (lo + hi) >> 1; if (recs[mid].t <= t) lo = mid + 1; else hi = mid; }
       recs.splice(lo, 0, record);
     }
+    chartDirty = true;
     return true;
   }
 
@@ -148,7 +149,9 @@
     for (const series of state.series.values()) {
       let n = 0;
       while (n < series.records.length && series.records[n].t < from) n++;
-      if (n) for (const r of series.records.splice(0, n)) series.keys.delete(r.key);
+      if (!n) continue;
+      for (const r of series.records.splice(0, n)) series.keys.delete(r.key);
+      chartDirty = true;
     }
   }
 
@@ -314,6 +317,7 @@
     state.custom = custom || null;
     state.generation += 1;
     for (const n of state.selected) state.series.set(n, { records: [], keys: new Set() });
+    chartDirty = true;
     for (const b of document.querySelectorAll("[data-range]")) b.setAttribute("aria-pressed", String(b.dataset.range === range));
     el.custom.hidden = range !== "custom";
     saveHash();
@@ -360,6 +364,9 @@
   function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
 
   let chart = null;
+  /** The chart's columns are rebuilt only when the store changed since they were last built. */
+  let chartDirty = true;
+  let chartColumns = null;
   function chartSize() {
     const width = Math.max(200, el.chart.clientWidth);
     return { width, height: window.innerWidth < 860 ? 240 : 320 };
@@ -388,6 +395,7 @@
       cursor: { drag: { x: false, y: false } },
       legend: { live: true },
     };
+    chartDirty = true;
     chart = new uPlot(opts, chartData(), el.chart);
     renderNow();
   }
@@ -405,6 +413,13 @@
   /** uPlot's columns: one x array of seconds (the union of every series' times), then one y array
    * per charted name with `null` where that name has no number at that time. */
   function chartData() {
+    if (!chartDirty && chartColumns) return chartColumns;
+    chartDirty = false;
+    chartColumns = alignedColumns();
+    return chartColumns;
+  }
+
+  function alignedColumns() {
     const numeric = state.selected.map((name) => (state.series.get(name)?.records || []).filter((r) => typeof r.value === "number" && Number.isFinite(r.value)));
     const xs = [...new Set(numeric.flatMap((recs) => recs.map((r) => r.t)))].sort((a, b) => a - b);
     const index = new Map(xs.map((t, i) => [t, i]));
