@@ -58,6 +58,8 @@
     /** The latest `ts` seen on the socket, and when the socket dropped: where a gap starts. */
     lastLiveMs: null,
     downSinceMs: null,
+    /** A history read failed (the server was down): the next connection re-reads it whole. */
+    historyFailed: false,
   };
 
   // ---------------------------------------------------------------- timestamps
@@ -203,7 +205,10 @@
       for (const obj of metrics) addMetric(obj, JSON.stringify(obj));
       el.chartNote.textContent = "";
     } catch (err) {
-      if (generation === state.generation) el.chartNote.textContent = `could not load history: ${err.message}`;
+      if (generation === state.generation) {
+        state.historyFailed = true;
+        el.chartNote.textContent = `could not load history: ${err.message}`;
+      }
     }
     scheduleRender();
   }
@@ -222,6 +227,7 @@
       if (generation !== state.generation) return;
       for (const obj of metrics) addMetric(obj, JSON.stringify(obj));
     } catch (err) {
+      state.historyFailed = true;
       el.chartNote.textContent = `could not fill the gap after reconnecting: ${err.message}`;
     }
     scheduleRender();
@@ -252,7 +258,11 @@
     socket.onopen = () => {
       attempts = 0;
       setConnection("live");
-      if (everOpen) {
+      if (everOpen && state.historyFailed) {
+        state.historyFailed = false;
+        state.downSinceMs = null;
+        refreshNames().then(() => loadHistory(state.selected));
+      } else if (everOpen) {
         fillGap();
         refreshNames();
       } else {
