@@ -3,15 +3,19 @@
 //! | file | routes |
 //! | --- | --- |
 //! | `metrics.rs` | `POST /v1/metrics`, `GET /v1/metrics` |
+//! | `names.rs` | `GET /v1/names` |
 //! | `ws.rs` | `GET /v1/ws` |
 //! | `health.rs` | `GET /healthz`, `GET /` |
+//! | `assets.rs` | `GET /assets/{file}`: the live page's scripts and styles (not in the spec) |
 //! | `body.rs`, `schema.rs` | reading POST bodies; the hand-written `Metric` schema |
 //! | `error.rs` | [`ApiError`], the one JSON error of every route |
 
+mod assets;
 mod body;
 mod error;
 mod health;
 mod metrics;
+mod names;
 mod schema;
 mod ws;
 
@@ -19,7 +23,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 pub use self::error::ApiError;
-use self::{body::BodyLimit, health::HealthApi, metrics::MetricsApi, ws::LiveApi};
+use self::{body::BodyLimit, health::HealthApi, metrics::MetricsApi, names::NamesApi, ws::LiveApi};
 use crate::AppState;
 
 #[derive(Tags)]
@@ -32,11 +36,14 @@ enum ApiTags {
     Health,
 }
 
-type Apis = (MetricsApi, LiveApi, HealthApi);
+type Apis = (MetricsApi, NamesApi, LiveApi, HealthApi);
 
 fn openapi(state: AppState) -> OpenApiService<Apis, ()> {
     let apis = (
         MetricsApi {
+            state: state.clone(),
+        },
+        NamesApi {
             state: state.clone(),
         },
         LiveApi {
@@ -67,6 +74,7 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint {
     Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
+        .at("/assets/:file", poem::get(assets::asset))
         .nest("/", api)
         .data(body_limit)
         .around(|ep, req| async move {

@@ -16,6 +16,7 @@ mod common;
 
 mod errors;
 mod live;
+mod names;
 mod openapi;
 mod original;
 mod round_trip;
