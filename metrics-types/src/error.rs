@@ -11,7 +11,7 @@ pub struct ErrorBody {
     /// Stable, machine-readable error code: one of `invalid_json`, `invalid_body`,
     /// `missing_field`, `invalid_field`, `invalid_timestamp`, `invalid_range`, `invalid_param`,
     /// `not_found`, `method_not_allowed`, `unsupported_media_type`, `payload_too_large`,
-    /// `bad_request`, `internal`, `unavailable`.
+    /// `bad_request`, `upgrade_required`, `internal`, `unavailable`.
     pub code: String,
     /// What went wrong, in words a person can act on (names the field or parameter at fault).
     pub message: String,
@@ -47,6 +47,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// Any other malformed request.
     BadRequest,
+    /// A WebSocket route was requested without the WebSocket handshake headers.
+    UpgradeRequired,
     /// The server failed; the details are in its log, not in the response.
     Internal,
     /// The server cannot serve the request now (shutting down, database unreachable): retry.
@@ -69,6 +71,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UpgradeRequired => "upgrade_required",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
         }

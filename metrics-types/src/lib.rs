@@ -6,7 +6,8 @@
 //! - [`Timestamp`]: the ISO-8601 timestamps the API accepts (`2016-01-01`,
 //!   `2016-01-01 12:00:00.000`, `2016-01-01T12:00:00+02:00`, ...), compared on the instant;
 //! - [`MetricValue`] and [`validate_name`]: what a metric may hold;
-//! - [`PostMetricsResponse`] and [`ErrorBody`] with its [`ErrorCode`]s: what the server answers;
+//! - [`PostMetricsResponse`], [`NameList`] and [`ErrorBody`] with its [`ErrorCode`]s: what the
+//!   server answers;
 //! - [`StreamFrame`] and [`Limits`]: the resumable stream's frames and the published limits.
 //!
 //! With the `openapi` feature the response types also derive their poem-openapi schemas, which is
@@ -26,10 +27,12 @@
 
 mod error;
 mod metric;
+mod names;
 mod stream;
 mod timestamp;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use metric::{validate_name, MetricValue, NameError, PostMetricsResponse, MAX_NAME_BYTES};
+pub use names::{NameList, NameSummary};
 pub use stream::{Limits, StreamFrame};
 pub use timestamp::{Timestamp, TimestampError};

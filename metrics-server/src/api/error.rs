@@ -6,8 +6,8 @@
 
 use metrics_types::{ErrorBody, ErrorCode};
 use poem::{
-    error::{MethodNotAllowedError, NotFoundError, ResponseError},
-    http::{Method, StatusCode},
+    error::{MethodNotAllowedError, NotFoundError, ResponseError, WebSocketError},
+    http::{header, HeaderValue, Method, StatusCode},
     IntoResponse, Response,
 };
 use poem_openapi::{
@@ -159,7 +159,23 @@ pub(crate) fn error_response(err: poem::Error, method: &Method, path: &str) -> R
         return api.as_response();
     }
     let status = err.status();
-    let api = if err.is::<NotFoundError>() || status == StatusCode::NOT_FOUND {
+    let api = if err.is::<WebSocketError>() && status == StatusCode::BAD_REQUEST {
+        // poem's own message ("invalid protocol") does not say what is wrong with the request.
+        let mut response = ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            ErrorCode::UpgradeRequired,
+            format!(
+                "{path} is a WebSocket endpoint: connect with a WebSocket client (a GET with \
+                 `Connection: Upgrade`, `Upgrade: websocket`, `Sec-WebSocket-Version: 13` and \
+                 `Sec-WebSocket-Key`); to read stored metrics, use GET /v1/metrics"
+            ),
+        )
+        .as_response();
+        response
+            .headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        return response;
+    } else if err.is::<NotFoundError>() || status == StatusCode::NOT_FOUND {
         ApiError::new(
             StatusCode::NOT_FOUND,
             ErrorCode::NotFound,

@@ -5,7 +5,7 @@ use poem_openapi::{payload::Html, payload::Json, ApiResponse, Object, OpenApi};
 use super::ApiTags;
 use crate::AppState;
 
-/// The live page, embedded in the binary.
+/// The live dashboard, embedded in the binary (its scripts are under `/assets/`).
 const INDEX_HTML: &str = include_str!("../../assets/index.html");
 
 /// Health and the page.
@@ -52,9 +52,11 @@ impl HealthApi {
         }
     }
 
-    /// Live page
+    /// Live dashboard
     ///
-    /// A page that charts the live stream of `/v1/ws` and lists the newest metrics.
+    /// A page that charts the history (`GET /v1/metrics`) and the live stream (`/v1/ws`) of the
+    /// metric names picked from `GET /v1/names`, over a chosen time range, with a table of the
+    /// latest metrics. Its scripts are embedded in the server, so it works with no internet.
     #[oai(path = "/", method = "get", operation_id = "index")]
     async fn index(&self) -> Html<&'static str> {
         Html(INDEX_HTML)

@@ -3,17 +3,21 @@
 //! | file | routes |
 //! | --- | --- |
 //! | `metrics.rs` | `POST /v1/metrics`, `GET /v1/metrics` |
+//! | `names.rs` | `GET /v1/names` |
 //! | `ws.rs` | `GET /v1/ws` |
 //! | `stream.rs` | `GET /v1/stream` (resumable), `GET /v1/limits`; idempotent POSTs |
 //! | `health.rs` | `GET /healthz`, `GET /` |
+//! | `assets.rs` | `GET /assets/{file}`: the live page's scripts and styles (not in the spec) |
 //! | `body.rs`, `schema.rs` | reading POST bodies; the hand-written `Metric` schema |
 //! | `error.rs` | [`ApiError`], the one JSON error of every route |
 
+mod assets;
 mod body;
 mod error;
 mod health;
 mod idempotency;
 mod metrics;
+mod names;
 mod schema;
 mod stream;
 mod ws;
@@ -23,7 +27,8 @@ use poem_openapi::{OpenApiService, Tags};
 
 pub use self::error::ApiError;
 use self::{
-    body::BodyLimit, health::HealthApi, metrics::MetricsApi, stream::StreamApi, ws::LiveApi,
+    body::BodyLimit, health::HealthApi, metrics::MetricsApi, names::NamesApi, stream::StreamApi,
+    ws::LiveApi,
 };
 use crate::AppState;
 
@@ -37,11 +42,14 @@ enum ApiTags {
     Health,
 }
 
-type Apis = (MetricsApi, LiveApi, HealthApi, StreamApi);
+type Apis = (MetricsApi, NamesApi, LiveApi, HealthApi, StreamApi);
 
 fn openapi(state: AppState) -> OpenApiService<Apis, ()> {
     let apis = (
         MetricsApi {
+            state: state.clone(),
+        },
+        NamesApi {
             state: state.clone(),
         },
         LiveApi {
@@ -75,6 +83,7 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint {
     Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
+        .at("/assets/:file", poem::get(assets::asset))
         .nest("/", api)
         .data(body_limit)
         .around(|ep, req| async move {

@@ -379,6 +379,9 @@ mod tests {
         ) -> futures::stream::BoxStream<'static, Result<String, StoreError>> {
             unreachable!("not used by the stream")
         }
+        async fn names(&self) -> Result<Vec<crate::store::NameStats>, StoreError> {
+            unreachable!("not used by the stream")
+        }
         async fn ping(&self) -> Result<(), StoreError> {
             Ok(())
         }

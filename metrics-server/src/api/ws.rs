@@ -36,7 +36,8 @@ impl LiveApi {
     /// Messages from the client are ignored. A reader that falls more than the server's
     /// subscriber buffer behind is disconnected with close code 1013 and a reason saying how many
     /// metrics it missed; query `GET /v1/metrics` to fill the gap. On shutdown the server closes
-    /// with 1001.
+    /// with 1001. A request without the WebSocket handshake gets 426 with the JSON error
+    /// `upgrade_required`.
     #[oai(path = "/v1/ws", method = "get", operation_id = "liveMetrics")]
     async fn live(&self, ws: WebSocket) -> WebSocketUpgraded<SocketTask> {
         // Subscribe now, not after the handshake: a metric posted as soon as the client sees
@@ -69,6 +70,9 @@ pub(crate) async fn serve_socket<Si, St, E>(
     let close = |code, reason: String| Message::Close(Some((code, reason)));
     loop {
         let outgoing = tokio::select! {
+            // Shutdown first: once the server is gone the hub closes too, and a socket that saw
+            // that first would drop without its 1001.
+            biased;
             _ = shutdown.cancelled() => {
                 let _ = sink.send(close(CloseCode::Away, "server shutting down".into())).await;
                 break;

@@ -72,6 +72,19 @@ pub enum OnceOutcome {
     },
 }
 
+/// What the store holds under one name: how many metrics and their time span.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameStats {
+    /// The metric name.
+    pub name: String,
+    /// How many metrics carry it.
+    pub count: u64,
+    /// The earliest `ts`, in microseconds since the epoch.
+    pub first_micros: i64,
+    /// The latest `ts`, in microseconds since the epoch.
+    pub last_micros: i64,
+}
+
 /// A failure of the database. The message is for the log, never for a client.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -105,6 +118,9 @@ pub trait MetricStore: Send + Sync + 'static {
     /// The stored objects matching `filter`, ordered by `ts` and then by storage order, streamed
     /// from the database so that a large result is never held in memory.
     fn query(&self, filter: MetricFilter) -> BoxStream<'static, Result<String, StoreError>>;
+
+    /// Every stored name with its count and time span, ordered by name.
+    async fn names(&self) -> Result<Vec<NameStats>, StoreError>;
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -11,7 +11,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{
     entity::{Column, Entity},
-    MetricFilter, MetricStore, NewMetric, OnceOutcome, ReplayFilter, StoreError, StoredMetric,
+    MetricFilter, MetricStore, NameStats, NewMetric, OnceOutcome, ReplayFilter, StoreError,
+    StoredMetric,
 };
 
 /// Rows per INSERT statement: 4 bind parameters each stays far below SQLite's 32,766 and
@@ -103,6 +104,30 @@ impl MetricStore for SqlStore {
             }
         });
         ReceiverStream::new(rx).boxed()
+    }
+
+    async fn names(&self) -> Result<Vec<NameStats>, StoreError> {
+        // One pass over the (name, ts, id) index: MIN/MAX per name come from its ends.
+        let rows: Vec<(String, i64, i64, i64)> = Entity::find()
+            .select_only()
+            .column(Column::Name)
+            .column_as(Expr::col(Column::Id).count(), "count")
+            .column_as(Expr::col(Column::Ts).min(), "first")
+            .column_as(Expr::col(Column::Ts).max(), "last")
+            .group_by(Column::Name)
+            .order_by_asc(Column::Name)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, count, first_micros, last_micros)| NameStats {
+                name,
+                count: u64::try_from(count).unwrap_or_default(),
+                first_micros,
+                last_micros,
+            })
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

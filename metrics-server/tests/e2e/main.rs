@@ -17,6 +17,7 @@ mod common;
 mod errors;
 mod idempotency;
 mod live;
+mod names;
 mod openapi;
 mod original;
 mod round_trip;

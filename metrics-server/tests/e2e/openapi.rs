@@ -80,7 +80,7 @@ async fn spec_is_served_complete_and_committed(backend: Backend) {
 async fn swagger_ui_and_page_are_served(backend: Backend) {
     let db = TestDb::new(backend).await;
     let server = TestServer::start(&db).await;
-    for (path, needle) in [("/docs", "swagger"), ("/", "/v1/ws")] {
+    for (path, needle) in [("/docs", "swagger"), ("/", "/assets/dashboard.js")] {
         let response = server.http.get(server.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
         let content_type = response.headers()["content-type"]

@@ -69,8 +69,12 @@ async fn graceful_shutdown_keeps_every_acknowledged_write(backend: Backend) {
 
 async fn acknowledged_writes_survive_kill_9(backend: Backend) {
     let db = TestDb::new(backend).await;
+    let logs = tempfile::tempdir().unwrap();
+    let log_file = logs.path().join("server.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_metrics-server"))
         .args(["--port", "0", "--log", "info", "--database-url", &db.url])
+        .arg("--log-file")
+        .arg(&log_file)
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -109,6 +113,9 @@ async fn acknowledged_writes_survive_kill_9(backend: Backend) {
     futures::future::join_all(writes).await;
     child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix
     child.wait().unwrap();
+    // --log-file got the log too.
+    let logged = std::fs::read_to_string(&log_file).expect("the log file exists");
+    assert!(logged.contains("metrics-server listening"), "{logged}");
 
     let server = TestServer::start(&db).await;
     let mut values: Vec<u64> = server

@@ -1,0 +1,641 @@
+// The live page: pick metric names and a time range, see their history as one chart, and watch
+// new points arrive over the WebSocket without reloading or polling.
+//
+// Data flow. `GET /v1/names` fills the picker. The page subscribes to `/v1/ws` *before* it reads
+// history with `GET /v1/metrics`, so nothing committed between the two is lost; both feed one
+// store per name, which drops duplicates (the same object seen on both paths). After a
+// disconnect the page reconnects with backoff and re-queries the gap since the last point it saw,
+// so the chart has no hole. Numbers go to the chart; every metric, number or not, goes to the
+// table with its other keys.
+"use strict";
+
+(() => {
+  /** Relative ranges, in milliseconds; "custom" uses the form instead. */
+  const RANGES = { "5m": 5 * 60e3, "1h": 60 * 60e3, "1d": 24 * 60 * 60e3 };
+  /** Rows in the table of latest metrics. */
+  const TABLE_ROWS = 100;
+  /** Names charted without asking, until the user picks some. */
+  const AUTO_SERIES = 6;
+  /** How much earlier than the last point seen the gap query starts: covers metrics posted
+   * during the outage with a slightly older `ts` (clock skew between writers). */
+  const GAP_MARGIN_MS = 60e3;
+  /** Reconnect delays, in milliseconds; the last one repeats. */
+  const BACKOFF = [250, 500, 1000, 2000, 3000];
+  /** The chart and table redraw at most this often while metrics stream in. */
+  const RENDER_EVERY_MS = 200;
+  const PALETTE = ["#3b82f6", "#10b981", "#f59e0b", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16", "#f97316", "#64748b"];
+  /** Keys every metric has; the table lists the others. */
+  const BASE_KEYS = new Set(["name", "value", "ts"]);
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    status: $("status"), statusText: $("status-text"), pause: $("pause"), theme: $("theme"),
+    names: $("names"), namesFilter: $("names-filter"), namesCount: $("names-count"), namesEmpty: $("names-empty"),
+    custom: $("custom"), customFrom: $("custom-from"), customTo: $("custom-to"), customError: $("custom-error"),
+    chart: $("chart"), yMode: $("y-mode"), chartNote: $("chart-note"), tbody: document.querySelector("#latest tbody"),
+  };
+
+  const state = {
+    /** name -> { count, firstMs, lastMs }: what the server holds, kept current by live frames. */
+    known: new Map(),
+    /** The charted names, in the order they were picked. */
+    selected: [],
+    /** True until the user picks names: new names are then charted as they appear. */
+    autoSelect: true,
+    /** name -> colour, stable for the page's life. */
+    colors: new Map(),
+    range: "1h",
+    /** Each metric on a y scale of its own, or all on one. */
+    ownScales: false,
+    custom: null, // { fromMs, toMs }
+    /** name -> { records: sorted by t, keys: Set } for the selected names. */
+    series: new Map(),
+    /** Bumped when the shown range or names change, so late answers for the old view are dropped. */
+    generation: 0,
+    paused: false,
+    pausedAt: 0,
+    connection: "connecting",
+    /** The latest `ts` seen on the socket, and when the socket dropped: where a gap starts. */
+    lastLiveMs: null,
+    downSinceMs: null,
+    /** A history read failed (the server was down): the next connection re-reads it whole. */
+    historyFailed: false,
+  };
+
+  // ---------------------------------------------------------------- timestamps
+
+  /** Parses `ts` as the server does: ISO-8601, no offset means UTC. Milliseconds, or NaN. */
+  function parseTs(text) {
+    if (typeof text !== "string") return NaN;
+    const m = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?\s*(?:([Zz])|([+\- ])(\d{2})(?::?(\d{2}))?)?$/.exec(text.trim());
+    if (!m) return NaN;
+    const frac = m[7] ? Number("0." + m[7]) * 1000 : 0;
+    let ms = Date.UTC(+m[1], +m[2] - 1, +m[3], +(m[4] || 0), +(m[5] || 0), +(m[6] || 0)) + frac;
+    if (m[9]) {
+      const offset = (+m[10] * 60 + +(m[11] || 0)) * 60e3;
+      ms -= m[9] === "-" ? -offset : offset;
+    }
+    return ms;
+  }
+
+  const pad = (n, w = 2) => String(n).padStart(w, "0");
+  function fmtTime(ms) {
+    const d = new Date(ms);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+  }
+  function fmtAgo(ms) {
+    const s = Math.max(0, (Date.now() - ms) / 1000);
+    if (s < 60) return `${Math.floor(s)}s ago`;
+    if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+    if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+    return `${Math.floor(s / 86400)}d ago`;
+  }
+  function fmtNum(v) {
+    if (v == null || Number.isNaN(v)) return "—";
+    const a = Math.abs(v);
+    if (a !== 0 && (a >= 1e9 || a < 1e-3)) return v.toExponential(3);
+    return v.toLocaleString(undefined, { maximumFractionDigits: a < 10 ? 4 : 2 });
+  }
+  /** A `datetime-local` value (local time) from milliseconds, and back. */
+  const toLocalInput = (ms) => { const d = new Date(ms); return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`; };
+  const fromLocalInput = (value) => (value ? new Date(value).getTime() : NaN);
+
+  // ---------------------------------------------------------------- the view's time window
+
+  function now() { return state.paused ? state.pausedAt : Date.now(); }
+  /** [fromMs, toMs] of the chart; toMs is open-ended (Infinity) for live ranges when storing. */
+  function windowMs() {
+    if (state.range === "custom" && state.custom) return [state.custom.fromMs, state.custom.toMs];
+    const t = now();
+    return [t - RANGES[state.range], t];
+  }
+  const isLive = () => state.range !== "custom";
+  function inWindow(t) {
+    if (!isLive()) return t >= state.custom.fromMs && t <= state.custom.toMs;
+    return t >= Date.now() - RANGES[state.range];
+  }
+
+  // ---------------------------------------------------------------- the store
+
+  function colorOf(name) {
+    if (!state.colors.has(name)) state.colors.set(name, PALETTE[state.colors.size % PALETTE.length]);
+    return state.colors.get(name);
+  }
+
+  /** Adds one metric object (as posted) to its series; false when it is a duplicate or out of view. */
+  function addMetric(obj, raw) {
+    const series = state.series.get(obj.name);
+    if (!series) return false;
+    const t = parseTs(obj.ts);
+    if (Number.isNaN(t) || !inWindow(t)) return false;
+    const key = raw;
+    if (series.keys.has(key)) return false;
+    series.keys.add(key);
+    const record = { t, name: obj.name, value: obj.value, obj, key };
+    const recs = series.records;
+    if (!recs.length || recs[recs.length - 1].t <= t) {
+      recs.push(record);
+    } else {
+      let lo = 0, hi = recs.length;
+      while (lo < hi) { const mid = (lo + hi) >> 1; if (recs[mid].t <= t) lo = mid + 1; else hi = mid; }
+      recs.splice(lo, 0, record);
+    }
+    chartDirty = true;
+    return true;
+  }
+
+  /** Drops points that slid out of a live window, so a page left open all day stays small. */
+  function prune() {
+    if (!isLive()) return;
+    const from = Date.now() - RANGES[state.range];
+    for (const series of state.series.values()) {
+      let n = 0;
+      while (n < series.records.length && series.records[n].t < from) n++;
+      if (!n) continue;
+      for (const r of series.records.splice(0, n)) series.keys.delete(r.key);
+      chartDirty = true;
+    }
+  }
+
+  function noteKnown(obj) {
+    const t = parseTs(obj.ts);
+    const k = state.known.get(obj.name);
+    if (k) {
+      k.count += 1;
+      if (!Number.isNaN(t) && t > k.lastMs) k.lastMs = t;
+    } else {
+      state.known.set(obj.name, { count: 1, firstMs: t, lastMs: t });
+    }
+  }
+
+  // ---------------------------------------------------------------- server calls
+
+  async function getJson(url) {
+    const response = await fetch(url, { headers: { accept: "application/json" } });
+    if (!response.ok) {
+      let message = `${response.status}`;
+      try { message = (await response.json()).message || message; } catch (_) { /* not JSON */ }
+      throw new Error(message);
+    }
+    return response.json();
+  }
+
+  /** Reads `/v1/metrics` for `names` from `fromMs` (and up to `toMs`), returning the raw objects. */
+  async function queryMetrics(names, fromMs, toMs) {
+    const params = new URLSearchParams();
+    for (const name of names) params.append("name", name);
+    if (fromMs != null) params.set("sts", new Date(fromMs).toISOString());
+    if (toMs != null) params.set("ets", new Date(toMs).toISOString());
+    const response = await fetch(`/v1/metrics?${params}`);
+    if (!response.ok) throw new Error(`history: ${response.status} ${await response.text()}`);
+    // The objects are kept as their own JSON text: that text is what dedupes live and history.
+    const text = await response.text();
+    return JSON.parse(text);
+  }
+
+  /** Loads the history of `names` for the current window into the store. */
+  async function loadHistory(names) {
+    if (!names.length) return;
+    const generation = state.generation;
+    const [from, to] = windowMs();
+    el.chartNote.textContent = "loading history…";
+    try {
+      const metrics = await queryMetrics(names, from, isLive() ? null : to);
+      if (generation !== state.generation) return;
+      for (const obj of metrics) addMetric(obj, JSON.stringify(obj));
+      el.chartNote.textContent = "";
+    } catch (err) {
+      if (generation === state.generation) {
+        state.historyFailed = true;
+        el.chartNote.textContent = `could not load history: ${err.message}`;
+      }
+    }
+    scheduleRender();
+  }
+
+  /** After a reconnect: re-reads what was committed while the socket was down. */
+  async function fillGap() {
+    const names = state.selected.slice();
+    const down = state.downSinceMs ?? Date.now();
+    state.downSinceMs = null;
+    if (!names.length) return;
+    const generation = state.generation;
+    const since = Math.min(state.lastLiveMs ?? down, down) - GAP_MARGIN_MS;
+    const [from, to] = windowMs();
+    try {
+      const metrics = await queryMetrics(names, Math.max(since, from), isLive() ? null : to);
+      if (generation !== state.generation) return;
+      for (const obj of metrics) addMetric(obj, JSON.stringify(obj));
+    } catch (err) {
+      state.historyFailed = true;
+      el.chartNote.textContent = `could not fill the gap after reconnecting: ${err.message}`;
+    }
+    scheduleRender();
+  }
+
+  async function refreshNames() {
+    try {
+      const list = await getJson("/v1/names");
+      for (const n of list.names) {
+        state.known.set(n.name, { count: n.count, firstMs: parseTs(n.first_ts), lastMs: parseTs(n.last_ts) });
+      }
+      if (state.autoSelect && !state.selected.length) {
+        const recent = [...state.known.entries()].sort((a, b) => b[1].lastMs - a[1].lastMs).slice(0, AUTO_SERIES);
+        setSelected(recent.map(([name]) => name).sort(), { auto: true });
+      }
+      renderNames();
+    } catch (err) {
+      el.namesCount.textContent = `could not list names: ${err.message}`;
+    }
+  }
+
+  // ---------------------------------------------------------------- the live socket
+
+  let attempts = 0;
+  let everOpen = false;
+  function connect() {
+    const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`);
+    socket.onopen = () => {
+      attempts = 0;
+      setConnection("live");
+      if (everOpen && state.historyFailed) {
+        state.historyFailed = false;
+        state.downSinceMs = null;
+        refreshNames().then(() => loadHistory(state.selected));
+      } else if (everOpen) {
+        fillGap();
+        refreshNames();
+      } else {
+        everOpen = true;
+        // Subscribed first, then read: nothing committed in between is missed.
+        refreshNames().then(() => loadHistory(state.selected));
+      }
+    };
+    socket.onmessage = (event) => onFrame(event.data);
+    socket.onclose = () => {
+      if (state.downSinceMs == null) state.downSinceMs = Date.now();
+      setConnection("reconnecting");
+      const delay = BACKOFF[Math.min(attempts, BACKOFF.length - 1)];
+      attempts += 1;
+      setTimeout(connect, delay);
+    };
+  }
+
+  function onFrame(text) {
+    let obj;
+    try { obj = JSON.parse(text); } catch (_) { return; }
+    if (!obj || typeof obj.name !== "string") return;
+    const t = parseTs(obj.ts);
+    if (!Number.isNaN(t) && (state.lastLiveMs == null || t > state.lastLiveMs)) state.lastLiveMs = t;
+    const isNew = !state.known.has(obj.name);
+    noteKnown(obj);
+    if (isNew && state.autoSelect && state.selected.length < AUTO_SERIES) {
+      setSelected([...state.selected, obj.name], { auto: true, load: false });
+    }
+    // The socket sends compact JSON as posted; re-serialising gives the same text as history.
+    addMetric(obj, JSON.stringify(obj));
+    if (isNew) renderNames(); else scheduleNamesRender();
+    scheduleRender();
+  }
+
+  function setConnection(connection) {
+    state.connection = connection;
+    el.status.dataset.state = connection;
+    const text = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…" }[connection];
+    el.statusText.textContent = state.paused ? `${text} · paused` : text;
+    el.status.title = connection === "reconnecting"
+      ? "The live stream dropped; reconnecting. Missed points are re-read from history when it is back."
+      : "";
+  }
+
+  // ---------------------------------------------------------------- choosing what to show
+
+  function setSelected(names, { auto = false, load = true } = {}) {
+    if (!auto) state.autoSelect = false;
+    const added = names.filter((n) => !state.selected.includes(n));
+    for (const n of state.selected) if (!names.includes(n)) state.series.delete(n);
+    state.selected = names.slice();
+    for (const n of added) { colorOf(n); state.series.set(n, { records: [], keys: new Set() }); }
+    saveHash();
+    renderNames();
+    rebuildChart();
+    if (load && everOpen) loadHistory(added);
+  }
+
+  function setRange(range, custom) {
+    state.range = range;
+    state.custom = custom || null;
+    state.generation += 1;
+    for (const n of state.selected) state.series.set(n, { records: [], keys: new Set() });
+    chartDirty = true;
+    for (const b of document.querySelectorAll("[data-range]")) b.setAttribute("aria-pressed", String(b.dataset.range === range));
+    el.custom.hidden = range !== "custom";
+    saveHash();
+    rebuildChart();
+    if (everOpen) loadHistory(state.selected);
+  }
+
+  function saveHash() {
+    const p = new URLSearchParams();
+    if (!state.autoSelect) for (const n of state.selected) p.append("name", n);
+    p.set("range", state.range);
+    if (state.ownScales) p.set("y", "own");
+    if (state.range === "custom" && state.custom) {
+      p.set("from", new Date(state.custom.fromMs).toISOString());
+      p.set("to", new Date(state.custom.toMs).toISOString());
+    }
+    history.replaceState(null, "", `#${p}`);
+  }
+
+  function loadHash() {
+    const p = new URLSearchParams(location.hash.slice(1));
+    const names = p.getAll("name").filter(Boolean);
+    if (names.length) setSelected(names, { load: false });
+    state.ownScales = p.get("y") === "own";
+    el.yMode.setAttribute("aria-pressed", String(state.ownScales));
+    const range = p.get("range");
+    if (range === "custom") {
+      const fromMs = parseTs(p.get("from") || ""), toMs = parseTs(p.get("to") || "");
+      if (!Number.isNaN(fromMs) && !Number.isNaN(toMs) && fromMs <= toMs) {
+        state.range = "custom";
+        state.custom = { fromMs, toMs };
+        el.customFrom.value = toLocalInput(fromMs);
+        el.customTo.value = toLocalInput(toMs);
+      }
+    } else if (range in RANGES) {
+      state.range = range;
+    }
+    for (const b of document.querySelectorAll("[data-range]")) b.setAttribute("aria-pressed", String(b.dataset.range === state.range));
+    el.custom.hidden = state.range !== "custom";
+  }
+
+  // ---------------------------------------------------------------- drawing
+
+  function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
+
+  let chart = null;
+  /** The chart's columns are rebuilt only when the store changed since they were last built. */
+  let chartDirty = true;
+  let chartColumns = null;
+  function chartSize() {
+    const width = Math.max(200, el.chart.clientWidth);
+    return { width, height: window.innerWidth < 860 ? 240 : 320 };
+  }
+
+  /** (Re)creates the chart: when the charted names or the theme change. */
+  function rebuildChart() {
+    if (chart) { chart.destroy(); chart = null; }
+    const muted = css("--muted"), grid = css("--grid");
+    const axis = { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 }, font: "11px system-ui, sans-serif" };
+    const opts = {
+      ...chartSize(),
+      scales: {
+        x: { time: true, range: () => { const [a, b] = windowMs(); return [a / 1000, b / 1000]; } },
+      },
+      series: [
+        { label: "time", value: (u, v) => (v == null ? "—" : fmtTime(v * 1000)) },
+        ...state.selected.map((name, i) => ({
+          label: name, stroke: colorOf(name), width: 1.75, spanGaps: true,
+          scale: state.ownScales ? `y${i}` : "y",
+          points: { size: 5, fill: colorOf(name) },
+          value: (u, v) => fmtNum(v),
+        })),
+      ],
+      axes: [axis, ...yAxes(axis)],
+      cursor: { drag: { x: false, y: false } },
+      legend: { live: true },
+    };
+    chartDirty = true;
+    chart = new uPlot(opts, chartData(), el.chart);
+    renderNow();
+  }
+
+  /** One shared y axis; or, with a scale per metric, an axis in its colour for the first two. */
+  function yAxes(axis) {
+    const values = (u, vals) => vals.map(fmtNum);
+    if (!state.ownScales || !state.selected.length) return [{ ...axis, size: 64, values }];
+    return state.selected.slice(0, 2).map((name, i) => ({
+      ...axis, scale: `y${i}`, side: i === 0 ? 3 : 1, size: 64, values, stroke: colorOf(name),
+      grid: { ...axis.grid, show: i === 0 },
+    }));
+  }
+
+  /** uPlot's columns: one x array of seconds (the union of every series' times), then one y array
+   * per charted name with `null` where that name has no number at that time. */
+  function chartData() {
+    if (!chartDirty && chartColumns) return chartColumns;
+    chartDirty = false;
+    chartColumns = alignedColumns();
+    return chartColumns;
+  }
+
+  function alignedColumns() {
+    const numeric = state.selected.map((name) => (state.series.get(name)?.records || []).filter((r) => typeof r.value === "number" && Number.isFinite(r.value)));
+    const xs = [...new Set(numeric.flatMap((recs) => recs.map((r) => r.t)))].sort((a, b) => a - b);
+    const index = new Map(xs.map((t, i) => [t, i]));
+    const ys = numeric.map((recs) => {
+      const y = new Array(xs.length).fill(null);
+      for (const r of recs) y[index.get(r.t)] = r.value;
+      return y;
+    });
+    return [xs.map((t) => t / 1000), ...ys];
+  }
+
+  let renderTimer = null;
+  let lastRender = 0;
+  function scheduleRender() {
+    if (state.paused || renderTimer) return;
+    const wait = Math.max(0, RENDER_EVERY_MS - (performance.now() - lastRender));
+    renderTimer = setTimeout(() => { renderTimer = null; requestAnimationFrame(renderNow); }, wait);
+  }
+
+  function renderNow() {
+    lastRender = performance.now();
+    prune();
+    if (chart) chart.setData(chartData());
+    renderTable();
+    const charted = state.selected.length;
+    if (!charted) el.chartNote.textContent = state.known.size ? "Pick a metric on the left to chart it." : "Waiting for the first metric…";
+    else if (el.chartNote.textContent.startsWith("Pick") || el.chartNote.textContent.startsWith("Waiting")) el.chartNote.textContent = "";
+  }
+
+  let shownRows = new Set();
+  function renderTable() {
+    const recent = [];
+    for (const name of state.selected) {
+      const recs = state.series.get(name)?.records || [];
+      recent.push(...recs.slice(-TABLE_ROWS));
+    }
+    recent.sort((a, b) => b.t - a.t);
+    const rows = recent.slice(0, TABLE_ROWS);
+    const fragment = document.createDocumentFragment();
+    const nowShown = new Set();
+    for (const r of rows) {
+      nowShown.add(r.key);
+      const tr = document.createElement("tr");
+      tr.dataset.name = r.name;
+      if (shownRows.size && !shownRows.has(r.key)) tr.className = "fresh";
+      const time = cell(tr, "time", fmtTime(r.t));
+      time.title = `ts as posted: ${r.obj.ts}`;
+      const name = cell(tr, "name", "");
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = colorOf(r.name);
+      name.append(swatch, r.name);
+      const isNumber = typeof r.value === "number";
+      cell(tr, isNumber ? "value" : "value text", isNumber ? fmtNum(r.value) : JSON.stringify(r.value));
+      const extras = cell(tr, "extras", "");
+      for (const [k, v] of Object.entries(r.obj)) {
+        if (BASE_KEYS.has(k)) continue;
+        const chip = document.createElement("span");
+        chip.className = "chip";
+        const label = document.createElement("b");
+        label.textContent = `${k}=`;
+        chip.append(label, typeof v === "string" ? v : JSON.stringify(v));
+        extras.append(chip);
+      }
+      fragment.append(tr);
+    }
+    shownRows = nowShown;
+    el.tbody.replaceChildren(fragment);
+  }
+
+  function cell(tr, className, text) {
+    const td = document.createElement("td");
+    td.className = className;
+    td.textContent = text;
+    tr.append(td);
+    return td;
+  }
+
+  let namesTimer = null;
+  function scheduleNamesRender() {
+    if (!namesTimer) namesTimer = setTimeout(() => { namesTimer = null; renderNames(); }, 1000);
+  }
+
+  function renderNames() {
+    const filter = el.namesFilter.value.trim().toLowerCase();
+    const names = [...state.known.keys()].sort();
+    const fragment = document.createDocumentFragment();
+    for (const name of names) {
+      if (filter && !name.toLowerCase().includes(filter)) continue;
+      const info = state.known.get(name);
+      const li = document.createElement("li");
+      const label = document.createElement("label");
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.value = name;
+      box.checked = state.selected.includes(name);
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      if (box.checked) swatch.style.background = colorOf(name);
+      const text = document.createElement("span");
+      text.className = "label";
+      text.textContent = name;
+      text.title = name;
+      const meta = document.createElement("span");
+      meta.className = "meta";
+      meta.textContent = `${info.count.toLocaleString()} · ${Number.isNaN(info.lastMs) ? "" : fmtAgo(info.lastMs)}`;
+      meta.title = Number.isNaN(info.lastMs) ? "" : `latest ts: ${fmtTime(info.lastMs)}`;
+      label.append(box, swatch, text, meta);
+      li.append(label);
+      fragment.append(li);
+    }
+    el.names.replaceChildren(fragment);
+    el.namesEmpty.hidden = state.known.size > 0;
+    el.namesCount.textContent = state.known.size ? `${state.selected.length} of ${state.known.size} charted` : "";
+  }
+
+  // ---------------------------------------------------------------- theme
+
+  const THEMES = ["auto", "light", "dark"];
+  function applyTheme(theme) {
+    if (theme === "auto") delete document.documentElement.dataset.theme;
+    else document.documentElement.dataset.theme = theme;
+    try { localStorage.setItem("metrics.theme", theme); } catch (_) { /* private mode */ }
+    el.theme.textContent = `Theme: ${theme}`;
+    rebuildChart();
+  }
+
+  // ---------------------------------------------------------------- wiring
+
+  el.names.addEventListener("change", (event) => {
+    const box = event.target;
+    if (box.type !== "checkbox") return;
+    const names = box.checked ? [...state.selected, box.value] : state.selected.filter((n) => n !== box.value);
+    setSelected(names);
+  });
+  el.namesFilter.addEventListener("input", renderNames);
+
+  for (const button of document.querySelectorAll("[data-range]")) {
+    button.addEventListener("click", () => {
+      const range = button.dataset.range;
+      if (range === "custom") {
+        el.custom.hidden = false;
+        for (const b of document.querySelectorAll("[data-range]")) b.setAttribute("aria-pressed", String(b === button));
+        if (!el.customFrom.value) {
+          const t = Date.now();
+          el.customFrom.value = toLocalInput(t - RANGES["1h"]);
+          el.customTo.value = toLocalInput(t);
+        }
+        el.customFrom.focus();
+      } else {
+        setRange(range);
+      }
+    });
+  }
+
+  el.custom.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const fromMs = fromLocalInput(el.customFrom.value), toMs = fromLocalInput(el.customTo.value);
+    if (Number.isNaN(fromMs) || Number.isNaN(toMs)) { el.customError.textContent = "Enter both ends of the range."; return; }
+    if (fromMs > toMs) { el.customError.textContent = "“From” is after “To”."; return; }
+    el.customError.textContent = "";
+    setRange("custom", { fromMs, toMs });
+  });
+
+  el.yMode.addEventListener("click", () => {
+    state.ownScales = !state.ownScales;
+    el.yMode.setAttribute("aria-pressed", String(state.ownScales));
+    saveHash();
+    rebuildChart();
+  });
+
+  el.pause.addEventListener("click", () => {
+    state.paused = !state.paused;
+    if (state.paused) state.pausedAt = Date.now();
+    el.pause.setAttribute("aria-pressed", String(state.paused));
+    el.pause.textContent = state.paused ? "Resume" : "Pause";
+    setConnection(state.connection);
+    if (!state.paused) renderNow();
+  });
+
+  el.theme.addEventListener("click", () => {
+    const current = document.documentElement.dataset.theme || "auto";
+    applyTheme(THEMES[(THEMES.indexOf(current) + 1) % THEMES.length]);
+  });
+  window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
+    if (!document.documentElement.dataset.theme) rebuildChart();
+  });
+
+  new ResizeObserver(() => { if (chart) chart.setSize(chartSize()); }).observe(el.chart);
+
+  // A live window slides with the clock even when nothing arrives.
+  setInterval(() => { if (isLive() && !state.paused) renderNow(); }, 1000);
+  // "3m ago" in the picker stays true.
+  setInterval(renderNames, 15e3);
+
+  /** For the browser tests and the curious: what the chart and table show, read-only. */
+  window.metricsDashboard = {
+    chartData: () => (chart ? chart.data.map((column) => Array.from(column)) : null),
+    chartSeries: () => (chart ? chart.series.slice(1).map((s) => s.label) : []),
+    selected: () => state.selected.slice(),
+    connection: () => state.connection,
+  };
+
+  el.theme.textContent = `Theme: ${document.documentElement.dataset.theme || "auto"}`;
+  loadHash();
+  rebuildChart();
+  renderNames();
+  connect();
+})();
