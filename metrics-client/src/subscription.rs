@@ -437,6 +437,8 @@ impl Link {
             if tx.send(item).await.is_err() {
                 return Ended::Dropped;
             }
+            // Time spent waiting for the application is not the server's silence.
+            heard = Instant::now();
         }
     }
 }
