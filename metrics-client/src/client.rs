@@ -4,7 +4,6 @@ use std::{ops::Range, sync::Arc, time::Duration};
 
 use metrics_types::{Limits, MetricValue, PostMetricsResponse, Timestamp};
 use reqwest::{header, RequestBuilder, Url};
-use tokio::sync::OnceCell;
 
 use crate::{
     error::{api_error, Failure},
@@ -45,8 +44,9 @@ struct Inner {
     user_agent: String,
     /// Applied to every request except streamed queries, whose length has no bound.
     timeout: Option<Duration>,
-    /// The server's limits, fetched once, on the first batch.
-    limits: OnceCell<Limits>,
+    /// The server's limits, fetched on the first batch and again after a 413 (the server may
+    /// have been restarted with other limits).
+    limits: std::sync::Mutex<Option<Limits>>,
 }
 
 /// Options of a [`Client`]: timeout, bearer token, user agent, or a reqwest client of your own.
@@ -166,7 +166,7 @@ impl ClientBuilder {
                     concat!("metrics-client/", env!("CARGO_PKG_VERSION")).to_owned()
                 }),
                 timeout: self.timeout,
-                limits: OnceCell::new(),
+                limits: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -245,7 +245,8 @@ impl Client {
     /// Records many metrics; `Ok` carries how many were stored, all of them committed.
     ///
     /// The batch is split under the server's published body limit (`GET /v1/limits`), so it
-    /// may be of any size. Every metric is checked before anything is sent. Each part is stored
+    /// may be of any size; when the server answers 413 (its limit was lowered since), the limit
+    /// is read again and the rest of the batch split anew. Every metric is checked before anything is sent. Each part is stored
     /// all or nothing; if a part fails, the parts before it stay committed.
     ///
     /// # Examples
@@ -263,10 +264,28 @@ impl Client {
     pub async fn record_batch(&self, metrics: impl IntoIterator<Item = Metric>) -> Result<u64> {
         let metrics: Vec<Metric> = metrics.into_iter().collect();
         let mut stored = 0;
-        for (_, body) in self.encode_batch(&metrics).await.map_err(|f| f.error)? {
-            stored += self.post(body, None).await.map_err(|f| f.error)?.stored;
+        let mut start = 0;
+        let mut refreshed = false;
+        'split: loop {
+            let parts = self
+                .encode_batch(&metrics[start..])
+                .await
+                .map_err(|f| f.error)?;
+            for (range, body) in parts {
+                match self.post(body, None).await {
+                    Ok(answer) => stored += answer.stored,
+                    // The limit shrank since we read it: read it again and split the rest anew.
+                    Err(failure) if !refreshed && is_too_large(&failure.error) => {
+                        refreshed = true;
+                        self.forget_limits();
+                        start += range.start;
+                        continue 'split;
+                    }
+                    Err(failure) => return Err(failure.error),
+                }
+            }
+            return Ok(stored);
         }
-        Ok(stored)
     }
 
     /// A query of stored metrics: see [`QueryBuilder`].
@@ -337,22 +356,34 @@ impl Client {
     }
 
     async fn limits_or_failure(&self) -> Result<Limits, Failure> {
+        if let Some(limits) = self.cached_limits().clone() {
+            return Ok(limits);
+        }
+        let response = self
+            .request(reqwest::Method::GET, "v1/limits")
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            return Err(api_error(response).await);
+        }
+        let bytes = response.bytes().await?;
+        let limits = serde_json::from_slice::<Limits>(&bytes)
+            .map_err(|err| Failure::from(Error::Decode(format!("limits: {err}"))))?;
+        *self.cached_limits() = Some(limits.clone());
+        Ok(limits)
+    }
+
+    fn cached_limits(&self) -> std::sync::MutexGuard<'_, Option<Limits>> {
+        // The cache is a plain value: a panic elsewhere cannot leave it half-written.
         self.inner
             .limits
-            .get_or_try_init(|| async {
-                let response = self
-                    .request(reqwest::Method::GET, "v1/limits")
-                    .send()
-                    .await?;
-                if !response.status().is_success() {
-                    return Err(api_error(response).await);
-                }
-                let bytes = response.bytes().await?;
-                serde_json::from_slice::<Limits>(&bytes)
-                    .map_err(|err| Failure::from(Error::Decode(format!("limits: {err}"))))
-            })
-            .await
-            .cloned()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Drops the remembered limits, so the next batch reads them again.
+    pub(crate) fn forget_limits(&self) {
+        *self.cached_limits() = None;
     }
 
     /// Checks and encodes `metrics` as JSON arrays under the server's body limit, each with the
@@ -458,4 +489,9 @@ impl Client {
         }
         headers
     }
+}
+
+/// Whether the server refused a body as too large (its limit may have changed).
+pub(crate) fn is_too_large(error: &Error) -> bool {
+    matches!(error, Error::Api { status, .. } if *status == reqwest::StatusCode::PAYLOAD_TOO_LARGE)
 }

@@ -21,7 +21,7 @@ use tokio::{
     time::Instant,
 };
 
-use crate::{error::Failure, Client, Error, Metric, Result};
+use crate::{client::is_too_large, error::Failure, Client, Error, Metric, Result};
 
 /// Metrics that could not be delivered, and why.
 #[derive(Debug)]
@@ -283,38 +283,53 @@ async fn deliver(
     let deadline = Instant::now() + settings.retry_for;
     let key = uuid::Uuid::new_v4().simple().to_string();
     let mut backoff = Duration::from_millis(100);
-    // Encoding needs the server's limits: that too is retried while the server is away.
-    let parts = loop {
-        match settings.client.encode_batch(&batch).await {
-            Ok(parts) => break parts,
-            Err(failure) => {
-                if !wait_to_retry(&failure, deadline, &mut backoff).await {
-                    undelivered.push(Undelivered {
-                        metrics: batch,
-                        error: failure.error,
-                    });
-                    return;
-                }
-            }
-        }
-    };
-    for (i, (range, body)) in parts.into_iter().enumerate() {
-        let part_key = format!("{key}-{i}");
-        loop {
-            match settings.client.post(body.clone(), Some(&part_key)).await {
-                Ok(_) => break,
+    let mut start = 0;
+    let mut refreshed = false;
+    'split: loop {
+        // Encoding needs the server's limits: that too is retried while the server is away.
+        let parts = loop {
+            match settings.client.encode_batch(&batch[start..]).await {
+                Ok(parts) => break parts,
                 Err(failure) => {
                     if !wait_to_retry(&failure, deadline, &mut backoff).await {
-                        tracing::warn!(error = %failure.error, metrics = range.len(), "recorder gave up on a batch");
                         undelivered.push(Undelivered {
-                            metrics: batch[range].to_vec(),
+                            metrics: batch[start..].to_vec(),
                             error: failure.error,
                         });
-                        break;
+                        return;
+                    }
+                }
+            }
+        };
+        // A new split gets new keys: its parts are not the requests sent before.
+        let split = if refreshed { "r" } else { "" };
+        for (i, (range, body)) in parts.into_iter().enumerate() {
+            let range = start + range.start..start + range.end;
+            let part_key = format!("{key}-{split}{i}");
+            loop {
+                match settings.client.post(body.clone(), Some(&part_key)).await {
+                    Ok(_) => break,
+                    // The limit shrank since we read it: read it again and split the rest anew.
+                    Err(failure) if !refreshed && is_too_large(&failure.error) => {
+                        refreshed = true;
+                        settings.client.forget_limits();
+                        start = range.start;
+                        continue 'split;
+                    }
+                    Err(failure) => {
+                        if !wait_to_retry(&failure, deadline, &mut backoff).await {
+                            tracing::warn!(error = %failure.error, metrics = range.len(), "recorder gave up on a batch");
+                            undelivered.push(Undelivered {
+                                metrics: batch[range].to_vec(),
+                                error: failure.error,
+                            });
+                            break;
+                        }
                     }
                 }
             }
         }
+        return;
     }
 }
 

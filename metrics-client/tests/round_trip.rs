@@ -20,6 +20,7 @@ on_both_backends!(
     the_original_queries_through_the_builder,
     bad_metrics_are_refused_before_sending_and_server_errors_are_typed,
     a_batch_over_the_body_limit_goes_through_whole,
+    a_limit_lowered_by_a_restart_is_read_again,
 );
 
 fn ts(s: &str) -> Timestamp {
@@ -182,4 +183,35 @@ async fn a_batch_over_the_body_limit_goes_through_whole(backend: Backend) {
 
     let back = client.query().name("bulk").await.unwrap();
     assert_eq!(back, batch, "every metric once, in order");
+}
+
+async fn a_limit_lowered_by_a_restart_is_read_again(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = TestServer::start(&db).await;
+    let addr = server.addr;
+    // Two clients that both remember the server's default limit.
+    let client = server.client();
+    let recorder_client = server.client();
+    for c in [&client, &recorder_client] {
+        assert_eq!(c.limits().await.unwrap().max_body_bytes, 16 << 20);
+    }
+    server.stop().await;
+    // Back with a much smaller limit than they remember.
+    let mut config = db.config();
+    config.body_limit = 16 << 10;
+    let server = TestServer::start_with(config, addr).await;
+
+    let batch: Vec<Metric> = (0..2000)
+        .map(|i| Metric::new("shrunk", i).at(ts("2016-01-01")))
+        .collect();
+    assert_eq!(client.record_batch(batch.clone()).await.unwrap(), 2000);
+    assert_eq!(client.limits().await.unwrap().max_body_bytes, 16 << 10);
+
+    let recorder = recorder_client.recorder().max_batch(5000).build();
+    for m in &batch {
+        recorder.record(m.clone()).unwrap();
+    }
+    assert!(recorder.close().await.is_empty());
+    assert_eq!(client.query().name("shrunk").await.unwrap().len(), 4000);
+    server.stop().await;
 }
