@@ -1,7 +1,12 @@
 //! [`Metric`]: a name, a value, a timestamp and any extra keys, as sent and as read back.
 
+use std::fmt;
+
 use metrics_types::{validate_name, MetricValue, Timestamp};
-use serde::{Deserialize, Serialize};
+use serde::{
+    de::{self, MapAccess, Visitor},
+    Deserialize, Deserializer, Serialize,
+};
 use serde_json::{Map, Value};
 
 use crate::{Error, Result};
@@ -28,7 +33,7 @@ const RESERVED: [&str; 3] = ["name", "value", "ts"];
 ///     r#"{"name":"cpu","value":0.93,"ts":"2016-01-01T12:00:00+00:00","host":"web-1"}"#
 /// );
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Metric {
     /// What is measured, e.g. `cpu.load`: queries and subscriptions filter on it.
     pub name: String,
@@ -119,6 +124,59 @@ impl Metric {
     }
 }
 
+/// Read by hand rather than derived: `#[serde(flatten)]` and `#[serde(untagged)]` buffer every
+/// field in an intermediate tree first, which doubles the cost of reading large query answers.
+impl<'de> Deserialize<'de> for Metric {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MetricVisitor)
+    }
+}
+
+struct MetricVisitor;
+
+impl<'de> Visitor<'de> for MetricVisitor {
+    type Value = Metric;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a metric object with name, value and ts")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Metric, A::Error> {
+        let (mut name, mut value, mut ts) = (None, None, None);
+        let mut extra = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "name" => name = Some(map.next_value::<String>()?),
+                "value" => {
+                    value = Some(match map.next_value::<Value>()? {
+                        Value::Number(n) => MetricValue::Number(
+                            n.as_f64()
+                                .ok_or_else(|| de::Error::custom("value: a number out of range"))?,
+                        ),
+                        Value::String(s) => MetricValue::String(s),
+                        Value::Bool(b) => MetricValue::Bool(b),
+                        _ => {
+                            return Err(de::Error::custom(
+                                "value: expected a number, a string or a boolean",
+                            ))
+                        }
+                    })
+                }
+                "ts" => ts = Some(map.next_value::<Timestamp>()?),
+                _ => {
+                    extra.insert(key, map.next_value()?);
+                }
+            }
+        }
+        Ok(Metric {
+            name: name.ok_or_else(|| de::Error::missing_field("name"))?,
+            value: value.ok_or_else(|| de::Error::missing_field("value"))?,
+            ts: ts.ok_or_else(|| de::Error::missing_field("ts"))?,
+            extra,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +203,20 @@ mod tests {
         assert_eq!(m.value, MetricValue::String("high".into()));
         assert_eq!(m.extra["host"], "web-1");
         assert_eq!(m.extra.len(), 1);
+        let m: Metric =
+            serde_json::from_str(r#"{"ts":"2016-01-01","value":true,"name":"up"}"#).unwrap();
+        assert_eq!(
+            (m.name.as_str(), &m.value),
+            ("up", &MetricValue::Bool(true))
+        );
+        assert!(m.extra.is_empty());
+        for bad in [
+            r#"{"name":"a","value":1}"#,
+            r#"{"name":"a","value":[1],"ts":"2016-01-01"}"#,
+            r#"{"name":"a","value":1,"ts":"yesterday"}"#,
+            r#"[1]"#,
+        ] {
+            assert!(serde_json::from_str::<Metric>(bad).is_err(), "{bad}");
+        }
     }
 }
