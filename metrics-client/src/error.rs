@@ -153,4 +153,42 @@ mod tests {
         assert!(!Error::InvalidMetric("nan".into()).is_retryable());
         assert!(!Error::Decode("truncated".into()).is_retryable());
     }
+
+    fn response(status: u16, retry_after: Option<&str>, body: &str) -> reqwest::Response {
+        // tungstenite re-exports the `http` crate reqwest converts from.
+        let mut builder = tokio_tungstenite::tungstenite::http::Response::builder().status(status);
+        if let Some(secs) = retry_after {
+            builder = builder.header("retry-after", secs);
+        }
+        reqwest::Response::from(builder.body(body.to_owned()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn reads_the_servers_error_body_and_retry_after() {
+        let failure = api_error(response(
+            503,
+            Some("3"),
+            r#"{"code":"unavailable","message":"retry later"}"#,
+        ))
+        .await;
+        assert_eq!(failure.retry_after, Some(Duration::from_secs(3)));
+        match failure.error {
+            Error::Api {
+                status,
+                code,
+                message,
+            } => {
+                assert_eq!((status.as_u16(), code.as_str()), (503, "unavailable"));
+                assert_eq!(message, "retry later");
+            }
+            other => panic!("expected Api, got {other:?}"),
+        }
+        // Not our error shape (a proxy's page): kept as the message, code `unknown`.
+        let failure = api_error(response(502, None, "<html>bad gateway</html>")).await;
+        assert_eq!(failure.retry_after, None);
+        assert!(matches!(
+            failure.error,
+            Error::Api { ref code, ref message, .. } if code == "unknown" && message.contains("bad gateway")
+        ));
+    }
 }
