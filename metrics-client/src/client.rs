@@ -272,12 +272,12 @@ impl Client {
                 .await
                 .map_err(|f| f.error)?;
             for (range, body) in parts {
+                let body_len = body.len();
                 match self.post(body, None).await {
                     Ok(answer) => stored += answer.stored,
                     // The limit shrank since we read it: read it again and split the rest anew.
-                    Err(failure) if !refreshed && is_too_large(&failure.error) => {
+                    Err(failure) if !refreshed && self.limit_shrank(&failure, body_len).await => {
                         refreshed = true;
-                        self.forget_limits();
                         start += range.start;
                         continue 'split;
                     }
@@ -381,9 +381,22 @@ impl Client {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Drops the remembered limits, so the next batch reads them again.
-    pub(crate) fn forget_limits(&self) {
+    /// Whether a POST of `body_len` bytes failed because the server's limit is now lower than
+    /// when we split the batch (after a restart with a lower `--body-limit`, say): then nothing
+    /// of it was stored, and the rest of the batch must be split anew.
+    ///
+    /// A 413 says so directly. A server that refuses a large body may also close the connection
+    /// before the client has finished sending it, which surfaces as a transport error; reading
+    /// the limits again tells the two apart.
+    pub(crate) async fn limit_shrank(&self, failure: &Failure, body_len: usize) -> bool {
+        if !is_too_large(&failure.error) && !matches!(failure.error, Error::Transport(_)) {
+            return false;
+        }
         *self.cached_limits() = None;
+        match self.limits_or_failure().await {
+            Ok(limits) => u64::try_from(body_len).map_or(true, |len| len > limits.max_body_bytes),
+            Err(_) => false,
+        }
     }
 
     /// Checks and encodes `metrics` as JSON arrays under the server's body limit, each with the

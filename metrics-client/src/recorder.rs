@@ -21,7 +21,7 @@ use tokio::{
     time::Instant,
 };
 
-use crate::{client::is_too_large, error::Failure, Client, Error, Metric, Result};
+use crate::{error::Failure, Client, Error, Metric, Result};
 
 /// Metrics that could not be delivered, and why.
 #[derive(Debug)]
@@ -310,9 +310,11 @@ async fn deliver(
                 match settings.client.post(body.clone(), Some(&part_key)).await {
                     Ok(_) => break,
                     // The limit shrank since we read it: read it again and split the rest anew.
-                    Err(failure) if !refreshed && is_too_large(&failure.error) => {
+                    Err(failure)
+                        if !refreshed
+                            && settings.client.limit_shrank(&failure, body.len()).await =>
+                    {
                         refreshed = true;
-                        settings.client.forget_limits();
                         start = range.start;
                         continue 'split;
                     }
