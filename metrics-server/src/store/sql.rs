@@ -3,7 +3,7 @@
 use futures::{stream::BoxStream, StreamExt};
 use sea_orm::{
     sea_query::{Expr, Query},
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, RuntimeErr, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait,
 };
 use tokio::sync::mpsc;
@@ -39,6 +39,9 @@ impl SqlStore {
 impl MetricStore for SqlStore {
     async fn insert(&self, metrics: &[&NewMetric]) -> Result<Vec<i64>, StoreError> {
         let backend = self.db.get_database_backend();
+        if backend == DbBackend::Postgres {
+            return insert_postgres(self.db.get_postgres_connection_pool(), metrics).await;
+        }
         let txn = self.db.begin().await?;
         let mut ids = Vec::with_capacity(metrics.len());
         for chunk in metrics.chunks(ROWS_PER_STATEMENT) {
@@ -108,4 +111,40 @@ impl MetricStore for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(self.db.ping().await?)
     }
+}
+
+/// One statement for the whole batch on PostgreSQL: four array parameters, unnested into rows.
+///
+/// The profile of the multi-row `INSERT ... VALUES` showed the server building and binding
+/// 4,000 parameters per 1,000 rows (sea-query, then sqlx encoding each one) and PostgreSQL
+/// planning a statement that large; arrays make it one bind per column and a plan that is the
+/// same for every batch size. A single statement is atomic on its own, so no BEGIN/COMMIT round
+/// trips either. Ids come from the sequence in row order, so sorting them gives the input order.
+async fn insert_postgres(
+    pool: &sqlx::PgPool,
+    metrics: &[&NewMetric],
+) -> Result<Vec<i64>, StoreError> {
+    let names: Vec<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
+    let ts: Vec<i64> = metrics.iter().map(|m| m.ts_micros).collect();
+    let values: Vec<Option<f64>> = metrics.iter().map(|m| m.value).collect();
+    let docs: Vec<&str> = metrics.iter().map(|m| m.doc.as_str()).collect();
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO metrics (name, ts, value, doc) \
+         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::float8[], $4::text[]) \
+         RETURNING id",
+    )
+    .bind(names)
+    .bind(ts)
+    .bind(values)
+    .bind(docs)
+    .fetch_all(pool)
+    .await
+    .map_err(|err| match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            DbErr::Conn(RuntimeErr::SqlxError(err))
+        }
+        other => DbErr::Query(RuntimeErr::SqlxError(other)),
+    })?;
+    ids.sort_unstable();
+    Ok(ids)
 }
