@@ -202,16 +202,45 @@ EOF
     stop_server
 }
 
+# --- the database alone: what bounds a durable write ----------------------------------------
+# fdatasync calls per second on this disk (the SQLite file's and PostgreSQL's disk alike), and
+# PostgreSQL's own single-row INSERT transactions from 10 clients, on a table like ours.
+bench_alone() {
+    local pgbin; pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    log "the disk and PostgreSQL alone"
+    for run in $(seq "$RUNS"); do
+        local ops
+        ops=$("$pgbin/pg_test_fsync" -s 2 -f "$WORK/fsync.test" 2>/dev/null |
+            awk '/^ +fdatasync/ && !n++ {print $2}')
+        record disk fdatasync "$run" "$ops" ops/s
+        echo "disk fdatasync run $run: $ops/s" >&2
+    done
+    rm -f "$WORK/fsync.test"
+    command_of fsync "$pgbin/pg_test_fsync -s 2  (the first fdatasync line: one 8 kB write + fdatasync)"
+    local db; db=$(fresh_db postgres)
+    start_server "$db" && stop_server # the migrations create the table and its indexes
+    printf '%s\n' "INSERT INTO metrics (name, ts, value, doc) VALUES ('ab', 1451649600000000, 10, '{\"name\":\"ab\",\"ts\":\"2016-01-01 12:00:00.000\",\"value\":10}');" >"$WORK/insert.sql"
+    command_of pgbench "$pgbin/pgbench -n -c 10 -j 2 -T 5 -f insert.sql  (single-row INSERT transactions, synchronous commit)"
+    for run in $(seq "$RUNS"); do
+        local tps
+        tps=$("$pgbin/pgbench" -n -c 10 -j 2 -T 5 -f "$WORK/insert.sql" "$db" 2>/dev/null |
+            awk '/^tps/ && !n++ {print $3}')
+        record postgres-alone insert "$run" "$tps" tx/s
+        echo "postgres alone insert run $run: $tps tx/s" >&2
+    done
+}
+
 # --- peers -----------------------------------------------------------------------------------
 bench_peer() {
     local peer=$1 dir=$WORK/$1 single body type
     mkdir -p "$dir"
     case $peer in
     victoria)
-        victoria-metrics -storageDataPath="$dir" -httpListenAddr=127.0.0.1:8428 -loggerLevel=ERROR \
+        victoria-metrics -storageDataPath="$dir" -httpListenAddr=127.0.0.1:8428 \
+            -opentsdbHTTPListenAddr=127.0.0.1:4242 -loggerLevel=ERROR \
             >"$dir/log" 2>&1 &
         PEER_PID=$!
-        single=http://127.0.0.1:8428/api/put
+        single=http://127.0.0.1:4242/api/put
         printf '{"metric":"ab","value":10,"timestamp":1451649600,"tags":{"host":"a"}}' >"$dir/point"
         type=application/json
         ;;
@@ -262,6 +291,7 @@ EOF
 # --- the run ---------------------------------------------------------------------------------
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+case " $BACKENDS " in *" postgres "*) bench_alone ;; esac
 for backend in $BACKENDS; do bench_backend "$backend"; done
 for peer in $PEERS; do bench_peer "$peer"; done
 

@@ -21,8 +21,8 @@ use std::{
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use futures::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
+use futures::StreamExt;
+use tokio_tungstenite::tungstenite::{protocol::WebSocketConfig, Message};
 
 /// Load generators for the benchmark suite.
 #[derive(Debug, Parser)]
@@ -269,7 +269,8 @@ async fn ws(args: WsArgs) -> anyhow::Result<()> {
 
     let mut subscribers = Vec::new();
     for _ in 0..args.subscribers {
-        let (socket, _) = tokio_tungstenite::connect_async(&ws_url)
+        let config = WebSocketConfig::default().read_buffer_size(64 << 10);
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(&ws_url, Some(config), true)
             .await
             .with_context(|| format!("connect {ws_url}"))?;
         let (sent, run) = (sent.clone(), run.clone());
