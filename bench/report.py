@@ -202,7 +202,7 @@ w("```")
 w("")
 w("- *post*: the original benchmark, `sample.json` is "
   "`{\"name\":\"ab\", \"ts\":\"2016-01-01 12:00:00.000\", \"value\": 10}`, no keep-alive.")
-w("- *get*: 1,100 rows named `get` are stored first (one POST), like the original's data set.")
+w("- *get*: 1,100 rows named `ab-get` are stored first (one POST), like the original's data set.")
 w("- *bulk*: four variants per run (NDJSON, NDJSON gzip, JSON array, JSON array gzip); "
   "bodies of 10,000 metrics, 4 in flight, built before the clock starts. Together the runs "
   "store 1,000,000 rows (1,000 names, one point per second each): the data set of *range* "

@@ -126,7 +126,7 @@ fresh_db() { # fresh_db BACKEND -> prints the URL of an empty database
 URL=http://127.0.0.1:$PORT
 printf '{"name":"ab", "ts":"2016-01-01 12:00:00.000", "value": 10}' >"$WORK/sample.json"
 command_of post "ab -q -n $POST_N -c 10 -p sample.json -T application/json $URL/v1/metrics"
-command_of get "ab -q -n $GET_N -c 10 '$URL/v1/metrics?name=get'"
+command_of get "ab -q -n $GET_N -c 10 '$URL/v1/metrics?name=ab-get'"
 command_of bulk "metrics-bench bulk --url $URL --target ndjson|json [--gzip] --total $((BULK_TOTAL / (4 * RUNS))) --batch 10000 --concurrency 4 --names 1000"
 command_of range "ab -q -n $RANGE_N -c 10 '$URL/v1/metrics?name=m500&sts=2016-01-01T00:01:40Z&ets=2016-01-01T00:03:19Z'"
 command_of big "curl -s -o /dev/null '$URL/v1/metrics'  (every row; RSS sampled from /proc/PID/status)"
@@ -149,13 +149,13 @@ bench_backend() {
     # The original GET: ~1,100 stored rows, about 66.9 kB of JSON.
     python3 - >"$WORK/get.json" <<'EOF'
 import json
-print(json.dumps([{"name": "get", "ts": "2016-01-01 12:%02d:%02d.000" % (i // 60 % 60, i % 60), "value": 10}
+print(json.dumps([{"name": "ab-get", "ts": "2016-01-01 12:%02d:%02d.000" % (i // 60 % 60, i % 60), "value": 10}
                   for i in range(1100)], separators=(", ", ":")))
 EOF
     curl -sf -H 'content-type: application/json' --data-binary @"$WORK/get.json" "$URL/v1/metrics" >/dev/null
-    record "$backend" get.bytes 1 "$(curl -s "$URL/v1/metrics?name=get" | wc -c)" bytes
+    record "$backend" get.bytes 1 "$(curl -s "$URL/v1/metrics?name=ab-get" | wc -c)" bytes
     for run in $(seq "$RUNS"); do
-        ab_run "$backend" get "$run" -n "$GET_N" -c 10 "$URL/v1/metrics?name=get"
+        ab_run "$backend" get "$run" -n "$GET_N" -c 10 "$URL/v1/metrics?name=ab-get"
     done
     mem "$backend" get "$SERVER_PID"
 

@@ -21,7 +21,7 @@ const ROWS_PER_STATEMENT: usize = 1000;
 /// Rows a query stream reads ahead of its consumer; this bounds the memory of a large query.
 const QUERY_READ_AHEAD: usize = 1024;
 
-/// Rows per page of [`SqlStore::query_chunks`]: one statement, one result row, one chunk of the
+/// Rows per page of [`SqlStore::query_chunks`]: two statements, one result row, one chunk of the
 /// answer each. At ~100 bytes a row, a page is a few hundred kilobytes, which bounds the memory
 /// of any query.
 const ROWS_PER_PAGE: i64 = 4096;
@@ -121,19 +121,42 @@ impl MetricStore for SqlStore {
         // worker sends each row through a channel; sea-orm wraps each in a QueryResult); a page
         // is one row. A small answer is one statement, so one snapshot; a large one is read a
         // page at a time, so its pages may include rows committed meanwhile after the cursor.
-        futures::stream::try_unfold(Some(None), move |cursor: Option<Option<(i64, i64)>>| {
+        futures::stream::try_unfold(Page::First, move |page| {
             let (db, filter) = (db.clone(), filter.clone());
             async move {
-                let Some(after) = cursor else { return Ok(None) };
-                let statement = page_statement(db.get_database_backend(), &filter, after);
-                let Some(row) = db.query_one(statement).await? else {
-                    return Ok(None);
+                let backend = db.get_database_backend();
+                let after = match page {
+                    Page::Done => return Ok(None),
+                    Page::First => {
+                        // Most answers fit in one page: one statement, one snapshot.
+                        let row = db.query_one(first_page(backend, &filter)).await?;
+                        let (docs, count): (Option<String>, i64) = match row {
+                            Some(row) => (row.try_get_by_index(0)?, row.try_get_by_index(1)?),
+                            None => (None, 0),
+                        };
+                        if count < ROWS_PER_PAGE {
+                            return Ok(docs.map(|docs| (docs, Page::Done)));
+                        }
+                        // A large answer: start over a page at a time, each bounded first.
+                        None
+                    }
+                    Page::After(after) => after,
                 };
-                let docs: String = row.try_get_by_index(0)?;
-                let count: i64 = row.try_get_by_index(1)?;
-                let last = (row.try_get_by_index(2)?, row.try_get_by_index(3)?);
-                let next = (count >= ROWS_PER_PAGE).then_some(Some(last));
-                Ok(Some((docs, next)))
+                // Where this page ends: the last row of a full page, or nothing for the last.
+                let end = match db.query_one(page_end(backend, &filter, after)).await? {
+                    Some(row) => Some((row.try_get_by_index(0)?, row.try_get_by_index(1)?)),
+                    None => None,
+                };
+                let statement = page_docs(backend, &filter, after, end);
+                let docs: Option<String> = match db.query_one(statement).await? {
+                    Some(row) => row.try_get_by_index(0)?,
+                    None => None,
+                };
+                let next = match end {
+                    Some(end) => Page::After(Some(end)),
+                    None => Page::Done,
+                };
+                Ok(docs.map(|docs| (docs, next)))
             }
         })
         .boxed()
@@ -144,53 +167,119 @@ impl MetricStore for SqlStore {
     }
 }
 
-/// One page of a query: the documents of up to [`ROWS_PER_PAGE`] rows after `after` (in
-/// `(ts, id)` order) joined by commas, how many there are, and the last row's `ts` and `id`.
-/// No page left: no row.
-fn page_statement(
+/// Where a paged query stands.
+#[derive(Debug, Clone, Copy)]
+enum Page {
+    /// Nothing read yet.
+    First,
+    /// Read up to this `(ts, id)` (`None`: start from the first row).
+    After(Option<(i64, i64)>),
+    /// Answered.
+    Done,
+}
+
+/// The first [`ROWS_PER_PAGE`] rows' documents joined by commas, and how many there are.
+fn first_page(backend: DbBackend, filter: &MetricFilter) -> Statement {
+    let w = Where::new(backend, filter, None);
+    let sql = format!(
+        "SELECT {}, count(*) FROM (SELECT ts, id, doc FROM metrics {} ORDER BY ts, id LIMIT {}) AS page",
+        join_docs(backend),
+        w.sql(),
+        ROWS_PER_PAGE
+    );
+    w.statement(sql)
+}
+
+/// The aggregate that joins documents in `(ts, id)` order.
+fn join_docs(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => "string_agg(doc, ',' ORDER BY ts, id)",
+        _ => "group_concat(doc, ',' ORDER BY ts, id)",
+    }
+}
+
+/// A query's conditions and their bind values, with the placeholders of `backend`.
+struct Where {
+    backend: DbBackend,
+    conditions: Vec<String>,
+    values: Vec<sea_orm::Value>,
+}
+
+impl Where {
+    fn new(backend: DbBackend, filter: &MetricFilter, after: Option<(i64, i64)>) -> Where {
+        let mut w = Where {
+            backend,
+            conditions: Vec::new(),
+            values: Vec::new(),
+        };
+        if !filter.names.is_empty() {
+            let names: Vec<String> =
+                filter.names.iter().map(|n| w.bind(n.as_str().into())).collect();
+            w.conditions.push(format!("name IN ({})", names.join(", ")));
+        }
+        if let Some(start) = filter.start_micros {
+            let p = w.bind(start.into());
+            w.conditions.push(format!("ts >= {p}"));
+        }
+        if let Some(end) = filter.end_micros {
+            let p = w.bind(end.into());
+            w.conditions.push(format!("ts <= {p}"));
+        }
+        if let Some((ts, id)) = after {
+            let (ts, id) = (w.bind(ts.into()), w.bind(id.into()));
+            w.conditions.push(format!("(ts, id) > ({ts}, {id})"));
+        }
+        w
+    }
+
+    fn bind(&mut self, value: sea_orm::Value) -> String {
+        self.values.push(value);
+        match self.backend {
+            DbBackend::Postgres => format!("${}", self.values.len()),
+            _ => "?".to_owned(),
+        }
+    }
+
+    fn sql(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
+    }
+
+    fn statement(self, sql: String) -> Statement {
+        Statement::from_sql_and_values(self.backend, sql, self.values)
+    }
+}
+
+/// The `(ts, id)` of the last row of the page after `after`, if the page is full: an index-only
+/// scan of [`ROWS_PER_PAGE`] entries.
+fn page_end(backend: DbBackend, filter: &MetricFilter, after: Option<(i64, i64)>) -> Statement {
+    let w = Where::new(backend, filter, after);
+    let sql = format!(
+        "SELECT ts, id FROM metrics {} ORDER BY ts, id LIMIT 1 OFFSET {}",
+        w.sql(),
+        ROWS_PER_PAGE - 1
+    );
+    w.statement(sql)
+}
+
+/// The documents of the rows after `after` up to `end` (or to the end), joined by commas in
+/// `(ts, id)` order by the database: one result row for the whole page.
+fn page_docs(
     backend: DbBackend,
     filter: &MetricFilter,
     after: Option<(i64, i64)>,
+    end: Option<(i64, i64)>,
 ) -> Statement {
-    let mut values: Vec<sea_orm::Value> = Vec::new();
-    let mut bind = |value: sea_orm::Value| {
-        values.push(value);
-        match backend {
-            DbBackend::Postgres => format!("${}", values.len()),
-            _ => "?".to_owned(),
-        }
-    };
-    let mut conditions = Vec::new();
-    if !filter.names.is_empty() {
-        let names: Vec<String> = filter.names.iter().map(|n| bind(n.as_str().into())).collect();
-        conditions.push(format!("name IN ({})", names.join(", ")));
+    let mut w = Where::new(backend, filter, after);
+    if let Some((ts, id)) = end {
+        let (ts, id) = (w.bind(ts.into()), w.bind(id.into()));
+        w.conditions.push(format!("(ts, id) <= ({ts}, {id})"));
     }
-    if let Some(start) = filter.start_micros {
-        conditions.push(format!("ts >= {}", bind(start.into())));
-    }
-    if let Some(end) = filter.end_micros {
-        conditions.push(format!("ts <= {}", bind(end.into())));
-    }
-    if let Some((ts, id)) = after {
-        let (ts, id) = (bind(ts.into()), bind(id.into()));
-        conditions.push(format!("(ts, id) > ({ts}, {id})"));
-    }
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
-    let join = match backend {
-        DbBackend::Postgres => "string_agg(doc, ',' ORDER BY ts, id)",
-        _ => "group_concat(doc, ',' ORDER BY ts, id)",
-    };
-    let sql = format!(
-        "WITH page AS MATERIALIZED (\
-           SELECT ts, id, doc FROM metrics {filter} ORDER BY ts, id LIMIT {ROWS_PER_PAGE}) \
-         SELECT (SELECT {join} FROM page), (SELECT count(*) FROM page), last.ts, last.id \
-         FROM (SELECT ts, id FROM page ORDER BY ts DESC, id DESC LIMIT 1) AS last"
-    );
-    Statement::from_sql_and_values(backend, sql, values)
+    let sql = format!("SELECT {} FROM metrics {}", join_docs(backend), w.sql());
+    w.statement(sql)
 }
 
 /// One statement for the whole batch on PostgreSQL: four array parameters, unnested into rows.
