@@ -102,7 +102,7 @@ goal_row("live fan-out, 100 subscribers, 1,000 metrics/s: p99 POST-to-frame, ms"
 goal_row("live fan-out: frames dropped", "0", "ws.dropped", 1, higher=False)
 w("")
 
-fsync = median("disk", "fdatasync")
+fsync = median("disk", "fsync.per_sec")
 alone = median("postgres-alone", "insert")
 w("### What bounds a durable single-point write")
 w("")
@@ -112,11 +112,23 @@ w("A 2xx means committed: every request waits for at least one `fdatasync`. `ab 
 w("")
 w("| measurement | median (range) |")
 w("| --- | --- |")
-w(f"| `pg_test_fsync`: one 8 kB write + fdatasync, ops/s | {cell('disk', 'fdatasync')} |")
+w(f"| the disk alone: one 8 kB write + fdatasync, per second | {cell('disk', 'fsync.per_sec')} |")
+w(f"| the disk alone: one 8 kB write + fdatasync, ms each | {cell('disk', 'fsync.ms_each', 2)} |")
 if fsync:
     w(f"| ceiling for 10 requests in flight = 10 × fdatasync/s, req/s | {fmt(10 * fsync)} |")
 w(f"| PostgreSQL alone (`pgbench`), single-row INSERT transactions, 10 clients, tx/s | "
   f"{cell('postgres-alone', 'insert')} |")
+w("")
+w("### The same reads from PostgreSQL alone")
+w("")
+w("`pgbench`, 10 clients on kept-alive connections, the plain `SELECT doc ... ORDER BY ts, id` "
+  "of each case, on the same database right after the server's runs:")
+w("")
+w("| read | metrics-server on PostgreSQL, req/s | PostgreSQL alone, queries/s |")
+w("| --- | --- | --- |")
+w(f"| GET of the 1,100 `ab-get` rows | {cell('postgres', 'get')} | {cell('postgres-alone', 'get')} |")
+w(f"| 100 rows by name and range out of 1,000,000 | {cell('postgres', 'range')} | "
+  f"{cell('postgres-alone', 'range')} |")
 w("")
 
 w("## Beside the original and the peers")

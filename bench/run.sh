@@ -20,7 +20,7 @@ PEERS=${PEERS:-"victoria influx"}
 PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432}
 PGDB=${PGDB:-metrics_bench}
 PORT=${PORT:-5055}
-POST_N=${POST_N:-50000}     # requests per run of the original POST benchmark
+POST_N=${POST_N:-20000}     # requests per run of the original POST benchmark
 GET_N=${GET_N:-5000}        # requests per run of the original GET benchmark
 RANGE_N=${RANGE_N:-20000}   # requests per run of the range query
 BULK_TOTAL=${BULK_TOTAL:-1000000} # points over all bulk runs: the data set of the range queries
@@ -158,6 +158,9 @@ EOF
         ab_run "$backend" get "$run" -n "$GET_N" -c 10 "$URL/v1/metrics?name=ab-get"
     done
     mem "$backend" get "$SERVER_PID"
+    if [ "$backend" = postgres ]; then
+        pg_alone get "SELECT doc FROM metrics WHERE name = 'ab-get' ORDER BY ts, id;" "${db#*://*/}"
+    fi
 
     for run in $(seq "$RUNS"); do
         bench_run "$backend" ws "$run" ws --url "$URL" --subscribers 100 --rate 1000 --seconds "$WS_SECONDS"
@@ -187,6 +190,9 @@ EOF
             "$URL/v1/metrics?name=m500&sts=2016-01-01T00:01:40Z&ets=2016-01-01T00:03:19Z"
     done
     mem "$backend" range "$SERVER_PID"
+    if [ "$backend" = postgres ]; then
+        pg_alone range "SELECT doc FROM metrics WHERE name = 'm500' AND ts BETWEEN 1451606500000000 AND 1451606599000000 ORDER BY ts, id;" "${db#*://*/}"
+    fi
 
     for run in $(seq "$RUNS"); do
         local before peak out
@@ -208,15 +214,10 @@ EOF
 bench_alone() {
     local pgbin; pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
     log "the disk and PostgreSQL alone"
+    command_of fsync "metrics-bench fsync --file DIR/fsync.test --seconds 2  (8 kB write + fdatasync in a loop, on the SQLite file's disk)"
     for run in $(seq "$RUNS"); do
-        local ops
-        ops=$("$pgbin/pg_test_fsync" -s 2 -f "$WORK/fsync.test" 2>/dev/null |
-            awk '/^ +fdatasync/ && !n++ {print $2}')
-        record disk fdatasync "$run" "$ops" ops/s
-        echo "disk fdatasync run $run: $ops/s" >&2
+        bench_run disk fsync "$run" fsync --file "$WORK/fsync.test" --seconds 2
     done
-    rm -f "$WORK/fsync.test"
-    command_of fsync "$pgbin/pg_test_fsync -s 2  (the first fdatasync line: one 8 kB write + fdatasync)"
     local db; db=$(fresh_db postgres)
     start_server "$db" && stop_server # the migrations create the table and its indexes
     printf '%s\n' "INSERT INTO metrics (name, ts, value, doc) VALUES ('ab', 1451649600000000, 10, '{\"name\":\"ab\",\"ts\":\"2016-01-01 12:00:00.000\",\"value\":10}');" >"$WORK/insert.sql"
@@ -227,6 +228,21 @@ bench_alone() {
             awk '/^tps/ && !n++ {print $3}')
         record postgres-alone insert "$run" "$tps" tx/s
         echo "postgres alone insert run $run: $tps tx/s" >&2
+    done
+}
+
+# pg_alone CASE SQL DATABASE: the same read straight from PostgreSQL, 10 clients (pgbench keeps
+# its connections; ab opens one per request).
+pg_alone() {
+    local pgbin; pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    printf '%s\n' "$2" >"$WORK/$1.sql"
+    command_of "pgbench.$1" "$pgbin/pgbench -n -c 10 -j 2 -T 5 -f $1.sql  # $2"
+    for run in $(seq "$RUNS"); do
+        local tps
+        tps=$("$pgbin/pgbench" -n -c 10 -j 2 -T 5 -f "$WORK/$1.sql" "$PGURL/$3" 2>/dev/null |
+            awk '/^tps/ && !n++ {print $3}')
+        record postgres-alone "$1" "$run" "$tps" q/s
+        echo "postgres alone $1 run $run: $tps q/s" >&2
     done
 }
 

@@ -38,6 +38,19 @@ enum Command {
     Bulk(BulkArgs),
     /// Live fan-out: `subscribers` WebSockets while `rate` metrics/s are posted one per request.
     Ws(WsArgs),
+    /// The disk alone: 8 kB appended and `fdatasync`ed in a loop, what every durable commit
+    /// waits for at least once.
+    Fsync(FsyncArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct FsyncArgs {
+    /// A scratch file to append to (removed afterwards); put it on the database's disk.
+    #[arg(long)]
+    file: std::path::PathBuf,
+    /// How long to run, in seconds.
+    #[arg(long, default_value_t = 2)]
+    seconds: u64,
 }
 
 /// Where the points go and how they are written.
@@ -110,6 +123,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Bulk(args) => bulk(args).await,
             Command::Ws(args) => ws(args).await,
+            Command::Fsync(args) => fsync(args),
         }
     })
 }
@@ -200,7 +214,11 @@ async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
     while start < args.total {
         let len = batch.min(args.total - start);
         let text = body(args.target, args.first + start, len, args.names.max(1));
-        let bytes = if args.gzip { gzip(&text)? } else { text.into_bytes() };
+        let bytes = if args.gzip {
+            gzip(&text)?
+        } else {
+            text.into_bytes()
+        };
         wire_bytes += bytes.len();
         bodies.push((len, bytes));
         start += len;
@@ -218,7 +236,10 @@ async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
         workers.push(tokio::spawn(async move {
             let mut sent = 0usize;
             loop {
-                let next = queue.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.next();
+                let next = queue
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .next();
                 let Some((len, bytes)) = next else { break };
                 let mut request = client
                     .post(&url)
@@ -250,6 +271,28 @@ async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn fsync(args: FsyncArgs) -> anyhow::Result<()> {
+    let mut file = std::fs::File::create(&args.file)
+        .with_context(|| format!("create {}", args.file.display()))?;
+    let block = [b'x'; 8192];
+    let began = Instant::now();
+    let mut syncs = 0u64;
+    while began.elapsed() < Duration::from_secs(args.seconds) {
+        file.write_all(&block)?;
+        file.sync_data()?;
+        syncs += 1;
+    }
+    let elapsed = began.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(&args.file)?;
+    println!(
+        "fdatasyncs={syncs} per_sec={:.0} ms_each={:.2}",
+        syncs as f64 / elapsed,
+        elapsed * 1000.0 / syncs as f64
+    );
+    Ok(())
+}
+
 /// Microseconds since `start` at which POST `seq` was sent; 0 = not yet.
 struct SentAt {
     start: Instant,
@@ -265,7 +308,10 @@ async fn ws(args: WsArgs) -> anyhow::Result<()> {
         micros: (0..total).map(|_| AtomicU64::new(0)).collect(),
     });
     // A per-run tag, so that frames of an earlier run (or of other writers) are ignored.
-    let run = format!("{}", sent.start.elapsed().as_nanos() ^ u128::from(std::process::id()));
+    let run = format!(
+        "{}",
+        sent.start.elapsed().as_nanos() ^ u128::from(std::process::id())
+    );
 
     let mut subscribers = Vec::new();
     for _ in 0..args.subscribers {
@@ -325,7 +371,11 @@ async fn ws(args: WsArgs) -> anyhow::Result<()> {
                 .body(body)
                 .send()
                 .await?;
-            anyhow::ensure!(response.status().is_success(), "POST answered {}", response.status());
+            anyhow::ensure!(
+                response.status().is_success(),
+                "POST answered {}",
+                response.status()
+            );
             Ok(())
         }));
     }
@@ -374,7 +424,10 @@ fn seq_of(text: &str, run: &str) -> Option<usize> {
         return None;
     }
     let at = text.find("\"seq\":")? + 6;
-    let digits: String = text[at..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse().ok()
 }
 

@@ -87,7 +87,9 @@ impl Server {
     pub async fn start(config: &Config) -> anyhow::Result<Server> {
         let db = store::connect(&config.database_url, config.db_connections)
             .await
-            .with_context(|| format!("cannot open the database {}", redact(&config.database_url)))?;
+            .with_context(|| {
+                format!("cannot open the database {}", redact(&config.database_url))
+            })?;
         Ok(Server::with_store(Arc::new(SqlStore::new(db)), config))
     }
 
@@ -178,7 +180,12 @@ fn redact(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
             match userinfo.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
                 None => url.to_owned(),
             }
         }
@@ -190,7 +197,10 @@ fn redact(url: &str) -> String {
 mod tests {
     #[test]
     fn redacts_passwords() {
-        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(super::redact("sqlite://metrics.db"), "sqlite://metrics.db");
     }

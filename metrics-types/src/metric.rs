@@ -90,9 +90,15 @@ mod tests {
     #[test]
     fn names_are_checked() {
         assert_eq!(validate_name(""), Err(NameError::Empty));
-        assert_eq!(validate_name(&"a".repeat(513)), Err(NameError::TooLong(513)));
+        assert_eq!(
+            validate_name(&"a".repeat(513)),
+            Err(NameError::TooLong(513))
+        );
         assert!(validate_name(&"é".repeat(256)).is_ok());
-        assert_eq!(validate_name("a\tb"), Err(NameError::ControlCharacter('\t')));
+        assert_eq!(
+            validate_name("a\tb"),
+            Err(NameError::ControlCharacter('\t'))
+        );
         assert!(validate_name("cpu load, host=web-1 ✓").is_ok());
     }
 

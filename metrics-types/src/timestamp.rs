@@ -49,13 +49,21 @@ impl Timestamp {
         };
         let mut p = Cursor::new(input.trim());
 
-        let year = p.digits(4).ok_or_else(|| fail("the year must have four digits"))?;
-        p.expect(b'-').ok_or_else(|| fail("expected '-' after the year"))?;
-        let month = p.digits(2).ok_or_else(|| fail("the month must have two digits"))?;
-        p.expect(b'-').ok_or_else(|| fail("expected '-' after the month"))?;
-        let day = p.digits(2).ok_or_else(|| fail("the day must have two digits"))?;
-        let date = NaiveDate::from_ymd_opt(year as i32, month, day)
-            .ok_or_else(|| fail("no such date"))?;
+        let year = p
+            .digits(4)
+            .ok_or_else(|| fail("the year must have four digits"))?;
+        p.expect(b'-')
+            .ok_or_else(|| fail("expected '-' after the year"))?;
+        let month = p
+            .digits(2)
+            .ok_or_else(|| fail("the month must have two digits"))?;
+        p.expect(b'-')
+            .ok_or_else(|| fail("expected '-' after the month"))?;
+        let day = p
+            .digits(2)
+            .ok_or_else(|| fail("the day must have two digits"))?;
+        let date =
+            NaiveDate::from_ymd_opt(year as i32, month, day).ok_or_else(|| fail("no such date"))?;
 
         let mut time = NaiveTime::MIN;
         let mut offset = 0;
@@ -63,17 +71,26 @@ impl Timestamp {
             if !matches!(p.next(), Some(b'T' | b't' | b' ')) {
                 return Err(fail("expected 'T' or a space between date and time"));
             }
-            let hour = p.digits(2).ok_or_else(|| fail("the hour must have two digits"))?;
-            p.expect(b':').ok_or_else(|| fail("expected ':' after the hour"))?;
-            let minute = p.digits(2).ok_or_else(|| fail("the minute must have two digits"))?;
+            let hour = p
+                .digits(2)
+                .ok_or_else(|| fail("the hour must have two digits"))?;
+            p.expect(b':')
+                .ok_or_else(|| fail("expected ':' after the hour"))?;
+            let minute = p
+                .digits(2)
+                .ok_or_else(|| fail("the minute must have two digits"))?;
             let mut second = 0;
             let mut nanos = 0;
             if p.peek() == Some(b':') {
                 p.next();
-                second = p.digits(2).ok_or_else(|| fail("the second must have two digits"))?;
+                second = p
+                    .digits(2)
+                    .ok_or_else(|| fail("the second must have two digits"))?;
                 if matches!(p.peek(), Some(b'.' | b',')) {
                     p.next();
-                    nanos = p.fraction().ok_or_else(|| fail("expected digits after the decimal point"))?;
+                    nanos = p
+                        .fraction()
+                        .ok_or_else(|| fail("expected digits after the decimal point"))?;
                 }
             }
             time = NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)
@@ -187,7 +204,11 @@ impl<'a> Cursor<'a> {
             return None;
         }
         self.pos += n;
-        Some(slice.iter().fold(0, |acc, d| acc * 10 + u32::from(d - b'0')))
+        Some(
+            slice
+                .iter()
+                .fold(0, |acc, d| acc * 10 + u32::from(d - b'0')),
+        )
     }
 
     /// One or more digits of a fraction of a second, as nanoseconds (beyond 9 digits: truncated).

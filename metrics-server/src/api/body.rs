@@ -156,7 +156,9 @@ fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::PayloadTooLarge,
-        format!("the request body is over the limit of {limit} bytes; split it into smaller batches"),
+        format!(
+            "the request body is over the limit of {limit} bytes; split it into smaller batches"
+        ),
     )
 }
 
@@ -197,15 +199,23 @@ fn is_json(content_type: &str) -> bool {
 /// `application/x-ndjson`, with or without parameters (also the `jsonlines` spellings).
 fn is_ndjson(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or("").trim();
-    ["application/x-ndjson", "application/ndjson", "application/jsonlines", "application/x-jsonlines"]
-        .iter()
-        .any(|t| essence.eq_ignore_ascii_case(t))
+    [
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/jsonlines",
+        "application/x-jsonlines",
+    ]
+    .iter()
+    .any(|t| essence.eq_ignore_ascii_case(t))
 }
 
 /// Parses an NDJSON body: one metric object per line, blank lines skipped.
 pub(crate) fn parse_ndjson(bytes: &[u8]) -> Result<Vec<NewMetric>, ApiError> {
     let text = std::str::from_utf8(bytes).map_err(|err| {
-        ApiError::bad_request(ErrorCode::InvalidJson, format!("the body is not UTF-8: {err}"))
+        ApiError::bad_request(
+            ErrorCode::InvalidJson,
+            format!("the body is not UTF-8: {err}"),
+        )
     })?;
     let mut metrics = Vec::with_capacity(text.len() / 64 + 1);
     for (i, line) in text.lines().enumerate() {
@@ -213,12 +223,16 @@ pub(crate) fn parse_ndjson(bytes: &[u8]) -> Result<Vec<NewMetric>, ApiError> {
         if line.is_empty() {
             continue;
         }
-        let at_line = |message: String| format!("line {}: {message}; nothing of the batch was stored", i + 1);
+        let at_line =
+            |message: String| format!("line {}: {message}; nothing of the batch was stored", i + 1);
         let raw: &RawValue = serde_json::from_str(line).map_err(|err| {
-            ApiError::bad_request(ErrorCode::InvalidJson, at_line(format!("not valid JSON: {}", strip_position(&err))))
+            ApiError::bad_request(
+                ErrorCode::InvalidJson,
+                at_line(format!("not valid JSON: {}", strip_position(&err))),
+            )
         })?;
-        let metric = parse_metric(raw)
-            .map_err(|e| ApiError::bad_request(e.code, at_line(e.message)))?;
+        let metric =
+            parse_metric(raw).map_err(|e| ApiError::bad_request(e.code, at_line(e.message)))?;
         metrics.push(metric);
     }
     if metrics.is_empty() {
@@ -233,10 +247,16 @@ pub(crate) fn parse_ndjson(bytes: &[u8]) -> Result<Vec<NewMetric>, ApiError> {
 /// Parses a body: one metric object or an array of them.
 pub(crate) fn parse_metrics(bytes: &[u8]) -> Result<Vec<NewMetric>, ApiError> {
     let text = std::str::from_utf8(bytes).map_err(|err| {
-        ApiError::bad_request(ErrorCode::InvalidJson, format!("the body is not UTF-8: {err}"))
+        ApiError::bad_request(
+            ErrorCode::InvalidJson,
+            format!("the body is not UTF-8: {err}"),
+        )
     })?;
     let invalid_json = |err: serde_json::Error| {
-        ApiError::bad_request(ErrorCode::InvalidJson, format!("the body is not valid JSON: {err}"))
+        ApiError::bad_request(
+            ErrorCode::InvalidJson,
+            format!("the body is not valid JSON: {err}"),
+        )
     };
     match text.trim_start().as_bytes().first() {
         None => Err(ApiError::bad_request(
@@ -298,7 +318,10 @@ impl FieldError {
     fn in_batch(self, index: usize) -> ApiError {
         ApiError::bad_request(
             self.code,
-            format!("metric at index {index}: {}; nothing of the batch was stored", self.message),
+            format!(
+                "metric at index {index}: {}; nothing of the batch was stored",
+                self.message
+            ),
         )
     }
 }
@@ -320,14 +343,10 @@ fn parse_metric(raw: &RawValue) -> Result<NewMetric, FieldError> {
         )
     };
 
-    let name: String = fields
-        .name
-        .ok_or_else(|| missing("name"))
-        .and_then(|raw| {
-            serde_json::from_str(raw.get()).map_err(|_| {
-                FieldError::new(ErrorCode::InvalidField, "field `name` must be a string")
-            })
-        })?;
+    let name: String = fields.name.ok_or_else(|| missing("name")).and_then(|raw| {
+        serde_json::from_str(raw.get())
+            .map_err(|_| FieldError::new(ErrorCode::InvalidField, "field `name` must be a string"))
+    })?;
     validate_name(&name)
         .map_err(|err| FieldError::new(ErrorCode::InvalidField, format!("field `name` {err}")))?;
 
@@ -349,19 +368,17 @@ fn parse_metric(raw: &RawValue) -> Result<NewMetric, FieldError> {
         }
     };
 
-    let ts_text: String = fields
-        .ts
-        .ok_or_else(|| missing("ts"))
-        .and_then(|raw| {
-            serde_json::from_str(raw.get()).map_err(|_| {
-                FieldError::new(
-                    ErrorCode::InvalidTimestamp,
-                    "field `ts` must be an ISO-8601 string such as \"2016-01-01T12:00:00Z\"",
-                )
-            })
-        })?;
-    let ts = Timestamp::parse(&ts_text)
-        .map_err(|err| FieldError::new(ErrorCode::InvalidTimestamp, format!("field `ts`: {err}")))?;
+    let ts_text: String = fields.ts.ok_or_else(|| missing("ts")).and_then(|raw| {
+        serde_json::from_str(raw.get()).map_err(|_| {
+            FieldError::new(
+                ErrorCode::InvalidTimestamp,
+                "field `ts` must be an ISO-8601 string such as \"2016-01-01T12:00:00Z\"",
+            )
+        })
+    })?;
+    let ts = Timestamp::parse(&ts_text).map_err(|err| {
+        FieldError::new(ErrorCode::InvalidTimestamp, format!("field `ts`: {err}"))
+    })?;
 
     Ok(NewMetric {
         name,
@@ -457,7 +474,9 @@ mod tests {
         let e = error(r#"{"name":"a","value":1,"ts":"2016-99-01"}"#);
         assert_eq!(e.code(), ErrorCode::InvalidTimestamp);
 
-        let e = error(r#"[{"name":"a","value":1,"ts":"2016-01-01"}, {"name":"","value":1,"ts":"2016-01-01"}]"#);
+        let e = error(
+            r#"[{"name":"a","value":1,"ts":"2016-01-01"}, {"name":"","value":1,"ts":"2016-01-01"}]"#,
+        );
         assert!(e.to_string().contains("index 1"), "{e}");
 
         assert_eq!(error("{\"name\":").code(), ErrorCode::InvalidJson);

@@ -33,10 +33,7 @@ impl MetricsApi {
     /// 200 means every metric is committed to the database; the metrics are then pushed to every
     /// open WebSocket.
     #[oai(path = "/v1/metrics", method = "post", operation_id = "postMetrics")]
-    async fn post_metrics(
-        &self,
-        body: MetricsBody,
-    ) -> Result<Json<PostMetricsResponse>, ApiError> {
+    async fn post_metrics(&self, body: MetricsBody) -> Result<Json<PostMetricsResponse>, ApiError> {
         let ids = self.state.ingest.write(body.0).await?;
         Ok(Json(PostMetricsResponse::success(ids.len() as u64)))
     }
@@ -109,7 +106,10 @@ fn json_array(
             match chunks.next().await {
                 None => {
                     let tail = if started { "]" } else { "[]" };
-                    Some((Ok(Bytes::from_static(tail.as_bytes())), (chunks, started, true)))
+                    Some((
+                        Ok(Bytes::from_static(tail.as_bytes())),
+                        (chunks, started, true),
+                    ))
                 }
                 Some(Ok(chunk)) if chunk.is_empty() => {
                     Some((Ok(Bytes::new()), (chunks, started, false)))

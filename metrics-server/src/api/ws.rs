@@ -141,7 +141,9 @@ const MAX_BURST: usize = 256;
 async fn close_lagging<Si: Sink<Message> + Unpin>(sink: &mut Si, missed: u64) {
     tracing::info!(missed, "closing a WebSocket that fell behind");
     let reason = format!("fell behind: {missed} metrics missed; reconnect and query the gap");
-    let _ = sink.send(Message::Close(Some((CloseCode::Again, reason)))).await;
+    let _ = sink
+        .send(Message::Close(Some((CloseCode::Again, reason))))
+        .await;
 }
 
 #[cfg(test)]
@@ -161,12 +163,26 @@ mod tests {
     fn start(hub: &Hub, shutdown: CancellationToken) -> Fake {
         let (sink, sent) = mpsc::unbounded();
         let (from_client, incoming) = mpsc::unbounded();
-        let task = tokio::spawn(serve_socket(sink, incoming, hub.subscribe(), shutdown, HEARTBEAT));
-        Fake { sent, from_client, task }
+        let task = tokio::spawn(serve_socket(
+            sink,
+            incoming,
+            hub.subscribe(),
+            shutdown,
+            HEARTBEAT,
+        ));
+        Fake {
+            sent,
+            from_client,
+            task,
+        }
     }
 
     fn metric(id: i64) -> Committed {
-        Committed { id, name: "m".into(), doc: format!("{{\"n\":{id}}}") }
+        Committed {
+            id,
+            name: "m".into(),
+            doc: format!("{{\"n\":{id}}}"),
+        }
     }
 
     #[tokio::test]
@@ -175,8 +191,14 @@ mod tests {
         let shutdown = CancellationToken::new();
         let mut fake = start(&hub, shutdown.clone());
         hub.publish([metric(1), metric(2)]);
-        assert_eq!(fake.sent.next().await, Some(Message::Text("{\"n\":1}".into())));
-        assert_eq!(fake.sent.next().await, Some(Message::Text("{\"n\":2}".into())));
+        assert_eq!(
+            fake.sent.next().await,
+            Some(Message::Text("{\"n\":1}".into()))
+        );
+        assert_eq!(
+            fake.sent.next().await,
+            Some(Message::Text("{\"n\":2}".into()))
+        );
         shutdown.cancel();
         match fake.sent.next().await {
             Some(Message::Close(Some((code, _)))) => assert_eq!(code, CloseCode::Away),
@@ -210,7 +232,9 @@ mod tests {
     async fn stops_when_the_client_closes() {
         let hub = Hub::new(2);
         let fake = start(&hub, CancellationToken::new());
-        fake.from_client.unbounded_send(Ok(Message::Close(None))).unwrap();
+        fake.from_client
+            .unbounded_send(Ok(Message::Close(None)))
+            .unwrap();
         fake.task.await.unwrap();
     }
 }

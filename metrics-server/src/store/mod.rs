@@ -77,7 +77,11 @@ pub trait MetricStore: Send + Sync + 'static {
         use futures::StreamExt;
         self.query(filter)
             .ready_chunks(512)
-            .map(|rows| rows.into_iter().collect::<Result<Vec<_>, _>>().map(|docs| docs.join(",")))
+            .map(|rows| {
+                rows.into_iter()
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|docs| docs.join(","))
+            })
             .boxed()
     }
 

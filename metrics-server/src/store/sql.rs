@@ -3,8 +3,8 @@
 use futures::{stream::BoxStream, StreamExt};
 use sea_orm::{
     sea_query::{Expr, Query},
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, RuntimeErr, QueryFilter, QueryOrder,
-    QuerySelect, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, RuntimeErr, Statement, TransactionTrait,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -213,8 +213,11 @@ impl Where {
             values: Vec::new(),
         };
         if !filter.names.is_empty() {
-            let names: Vec<String> =
-                filter.names.iter().map(|n| w.bind(n.as_str().into())).collect();
+            let names: Vec<String> = filter
+                .names
+                .iter()
+                .map(|n| w.bind(n.as_str().into()))
+                .collect();
             w.conditions.push(format!("name IN ({})", names.join(", ")));
         }
         if let Some(start) = filter.start_micros {

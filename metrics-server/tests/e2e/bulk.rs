@@ -51,14 +51,23 @@ async fn post_raw(
 
 fn lines(n: usize) -> String {
     (0..n)
-        .map(|i| format!("{{\"name\":\"bulk\",\"ts\":\"2016-01-01T00:00:{:02}Z\",\"value\":{i}}}\n", i % 60))
+        .map(|i| {
+            format!(
+                "{{\"name\":\"bulk\",\"ts\":\"2016-01-01T00:00:{:02}Z\",\"value\":{i}}}\n",
+                i % 60
+            )
+        })
         .collect()
 }
 
 async fn ndjson_lines_are_stored_in_order(backend: Backend) {
     let db = TestDb::new(backend).await;
     let server = TestServer::start(&db).await;
-    let body = format!("{}\n\r\n{}", lines(3).trim_end(), "{\"name\":\"bulk\",\"ts\":\"2016-01-01T00:00:03Z\",\"value\":\"x\",\"k\":[1, 2]}\n");
+    let body = format!(
+        "{}\n\r\n{}",
+        lines(3).trim_end(),
+        "{\"name\":\"bulk\",\"ts\":\"2016-01-01T00:00:03Z\",\"value\":\"x\",\"k\":[1, 2]}\n"
+    );
     let (status, answer) = post_raw(&server, "application/x-ndjson", None, body.into_bytes()).await;
     assert_eq!(status, 200, "{answer}");
     let stored = server.query("?name=bulk").await;
@@ -71,18 +80,33 @@ async fn ndjson_lines_are_stored_in_order(backend: Backend) {
 async fn gzip_bodies_are_decompressed(backend: Backend) {
     let db = TestDb::new(backend).await;
     let server = TestServer::start(&db).await;
-    let (status, answer) =
-        post_raw(&server, "application/x-ndjson", Some("gzip"), gzip(lines(50).as_bytes())).await;
+    let (status, answer) = post_raw(
+        &server,
+        "application/x-ndjson",
+        Some("gzip"),
+        gzip(lines(50).as_bytes()),
+    )
+    .await;
     assert_eq!(status, 200, "{answer}");
     let array = r#"[{"name":"arr","ts":"2016-01-01","value":1},{"name":"arr","ts":"2016-01-02","value":2}]"#;
-    let (status, answer) =
-        post_raw(&server, "application/json", Some("gzip"), gzip(array.as_bytes())).await;
+    let (status, answer) = post_raw(
+        &server,
+        "application/json",
+        Some("gzip"),
+        gzip(array.as_bytes()),
+    )
+    .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(server.query("?name=bulk").await.len(), 50);
     assert_eq!(server.query("?name=arr").await.len(), 2);
 
-    let (status, answer) =
-        post_raw(&server, "application/json", Some("gzip"), b"not gzip at all".to_vec()).await;
+    let (status, answer) = post_raw(
+        &server,
+        "application/json",
+        Some("gzip"),
+        b"not gzip at all".to_vec(),
+    )
+    .await;
     assert_eq!(status, 400, "{answer}");
     server.stop().await;
 }
@@ -94,10 +118,18 @@ async fn a_bad_ndjson_line_stores_nothing_and_names_the_line(backend: Backend) {
     let (status, answer) = post_raw(&server, "application/x-ndjson", None, body.into_bytes()).await;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["code"], "missing_field", "{answer}");
-    assert!(answer["message"].as_str().unwrap_or("").contains("line 3"), "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap_or("").contains("line 3"),
+        "{answer}"
+    );
 
-    let (status, answer) =
-        post_raw(&server, "application/x-ndjson", None, b"{\"name\":\n".to_vec()).await;
+    let (status, answer) = post_raw(
+        &server,
+        "application/x-ndjson",
+        None,
+        b"{\"name\":\n".to_vec(),
+    )
+    .await;
     assert_eq!(status, 400, "{answer}");
     assert!(server.query("?name=bulk").await.is_empty());
     server.stop().await;
@@ -114,11 +146,22 @@ async fn a_gzip_bomb_gets_413(backend: Backend) {
     let (status, answer) = post_raw(&server, "application/x-ndjson", Some("gzip"), bomb).await;
     assert_eq!(status, 413, "{answer}");
     assert_eq!(answer["code"], "payload_too_large", "{answer}");
-    assert!(answer["message"].as_str().unwrap_or("").contains("decompressed"), "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("decompressed"),
+        "{answer}"
+    );
 
     // Just under the limit once decompressed still passes.
-    let (status, answer) =
-        post_raw(&server, "application/x-ndjson", Some("gzip"), gzip(lines(100).as_bytes())).await;
+    let (status, answer) = post_raw(
+        &server,
+        "application/x-ndjson",
+        Some("gzip"),
+        gzip(lines(100).as_bytes()),
+    )
+    .await;
     assert_eq!(status, 200, "{answer}");
     server.stop().await;
 }
@@ -126,11 +169,22 @@ async fn a_gzip_bomb_gets_413(backend: Backend) {
 async fn unknown_encodings_get_415(backend: Backend) {
     let db = TestDb::new(backend).await;
     let server = TestServer::start(&db).await;
-    let (status, answer) =
-        post_raw(&server, "application/x-ndjson", Some("br"), lines(1).into_bytes()).await;
+    let (status, answer) = post_raw(
+        &server,
+        "application/x-ndjson",
+        Some("br"),
+        lines(1).into_bytes(),
+    )
+    .await;
     assert_eq!(status, 415, "{answer}");
     let (status, answer) = post_raw(&server, "text/csv", None, b"a,b".to_vec()).await;
     assert_eq!(status, 415, "{answer}");
-    assert!(answer["message"].as_str().unwrap_or("").contains("x-ndjson"), "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("x-ndjson"),
+        "{answer}"
+    );
     server.stop().await;
 }

@@ -121,7 +121,9 @@ impl Drop for TestDb {
                 rt.block_on(async {
                     if let Ok(mut conn) = PgConnection::connect(&admin).await {
                         let _ = conn
-                            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                            .execute(
+                                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                            )
                             .await;
                     }
                 });
@@ -166,7 +168,9 @@ impl TestServer {
     pub async fn stop(mut self) {
         self.stop.take().map(|s| s.send(()));
         if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server stops cleanly");
+            task.await
+                .expect("server task")
+                .expect("server stops cleanly");
         }
     }
 
