@@ -29,9 +29,10 @@ impl MetricsApi {
     /// Store metrics
     ///
     /// Stores one metric or a batch. A metric is a JSON object with at least `name`, `value` and
-    /// `ts`; every other key is kept as sent. A batch (a JSON array) is stored all or nothing. A
-    /// 200 means every metric is committed to the database; the metrics are then pushed to every
-    /// open WebSocket.
+    /// `ts`; every other key is kept as sent. A batch (a JSON array, or one object per line with
+    /// `Content-Type: application/x-ndjson`) is stored all or nothing; bodies may be sent with
+    /// `Content-Encoding: gzip`. A 200 means every metric is committed to the database; the
+    /// metrics are then pushed to every open WebSocket.
     #[oai(path = "/v1/metrics", method = "post", operation_id = "postMetrics")]
     async fn post_metrics(&self, body: MetricsBody) -> Result<Json<PostMetricsResponse>, ApiError> {
         let ids = self.state.ingest.write(body.0).await?;
