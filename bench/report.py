@@ -269,6 +269,7 @@ set format y "%.0s%c"
 set grid ytics
 set key top left
 set xtics nomirror
+set bmargin 4
 plot "{data}" using 2:xtic(1) title columnheader(2), \\
      "" using 3 title columnheader(3), "" using 4 title columnheader(4), \\
      "" using 5 title columnheader(5), "" using 6 title columnheader(6)
