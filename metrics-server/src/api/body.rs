@@ -487,11 +487,47 @@ mod tests {
     }
 
     #[test]
+    fn reads_ndjson_line_by_line() {
+        let metrics = parse_ndjson(
+            b"{\"name\":\"a\",\"value\":1,\"ts\":\"2016-01-01\"}\r\n\n {\"name\":\"b\",\"value\":2,\"ts\":\"2016-01-02\"}",
+        )
+        .unwrap();
+        assert_eq!(metrics.len(), 2);
+        assert_eq!(metrics[1].name, "b");
+        let e =
+            parse_ndjson(b"{\"name\":\"a\",\"value\":1,\"ts\":\"2016-01-01\"}\n[1]\n").unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+        assert_eq!(
+            parse_ndjson(b"\n\n").unwrap_err().code(),
+            ErrorCode::InvalidBody
+        );
+    }
+
+    #[test]
+    fn gunzip_stops_at_the_limit() {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&[b' '; 1 << 20]).unwrap();
+        let bomb = encoder.finish().unwrap();
+        assert_eq!(gunzip(&bomb, 1 << 20).unwrap().len(), 1 << 20);
+        assert_eq!(
+            gunzip(&bomb, (1 << 20) - 1).unwrap_err().status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            gunzip(b"plain", 100).unwrap_err().status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
     fn accepts_json_content_types_only() {
         assert!(is_json("application/json"));
         assert!(is_json("Application/JSON; charset=utf-8"));
         assert!(is_json("application/vnd.metrics+json"));
         assert!(!is_json("text/plain"));
         assert!(!is_json("application/x-www-form-urlencoded"));
+        assert!(is_ndjson("application/x-ndjson; charset=utf-8"));
+        assert!(!is_ndjson("application/json"));
     }
 }
