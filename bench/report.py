@@ -152,7 +152,8 @@ w("")
 w("## Memory (RSS)")
 w("")
 w("Peak resident set size of the server process during each phase, MiB (idle: right after "
-  "start). The peak is reset (`/proc/PID/clear_refs`) between phases.")
+  "start). The peak is reset (`/proc/PID/clear_refs`) between phases. The peers' *original POST* "
+  "row is their single-point runs.")
 w("")
 w("| phase | PostgreSQL | SQLite | VictoriaMetrics | InfluxDB 1.x |")
 w("| --- | --- | --- | --- | --- |")

@@ -291,16 +291,19 @@ EOF
     done
     [ "$peer" = influx ] && curl -sf -XPOST http://127.0.0.1:8086/query --data-urlencode 'q=CREATE DATABASE bench' >/dev/null
     record "$peer" mem.idle 1 "$(kib "$PEER_PID" VmRSS)" KiB
+    reset_peak "$PEER_PID"
     command_of "post.$peer" "ab -q -n $POST_N -c 10 -p point -T $type $single  # point: $(cat "$dir/point")"
     for run in $(seq "$RUNS"); do
         ab_run "$peer" post "$run" -n "$POST_N" -c 10 -p "$dir/point" -T "$type" "$single"
     done
+    mem "$peer" post "$PEER_PID"
     local batch=10000; [ "$peer" = influx ] && batch=100000
     command_of "bulk.$peer" "metrics-bench bulk --url $base --target $peer --total 1000000 --batch $batch --concurrency 4 --names 1000"
     for run in $(seq "$RUNS"); do
         bench_run "$peer" bulk "$run" bulk --url "$base" --target "$peer" --total 1000000 \
             --first $(((run - 1) * 1000000)) --batch "$batch" --concurrency 4 --names 1000
     done
+    mem "$peer" bulk "$PEER_PID"
     kill "$PEER_PID"; wait "$PEER_PID" 2>/dev/null || true; PEER_PID=
 }
 
