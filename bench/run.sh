@@ -18,6 +18,8 @@ RUNS=${RUNS:-3}
 BACKENDS=${BACKENDS:-"postgres sqlite"}
 PEERS=${PEERS:-"victoria influx"}
 PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432}
+# Loopback: no TLS between the server (or psql/pgbench) and PostgreSQL, as over a Unix socket.
+export PGSSLMODE=${PGSSLMODE:-disable}
 PGDB=${PGDB:-metrics_bench}
 PORT=${PORT:-5055}
 POST_N=${POST_N:-20000}     # requests per run of the original POST benchmark
@@ -114,7 +116,7 @@ fresh_db() { # fresh_db BACKEND -> prints the URL of an empty database
     postgres)
         psql -q "$PGURL/postgres" -c "DROP DATABASE IF EXISTS $PGDB WITH (FORCE)" >/dev/null
         psql -q "$PGURL/postgres" -c "CREATE DATABASE $PGDB" >/dev/null
-        echo "$PGURL/$PGDB"
+        echo "$PGURL/$PGDB?sslmode=$PGSSLMODE"
         ;;
     sqlite)
         rm -f "$WORK"/metrics.db*
@@ -159,7 +161,7 @@ EOF
     done
     mem "$backend" get "$SERVER_PID"
     if [ "$backend" = postgres ]; then
-        pg_alone get "SELECT doc FROM metrics WHERE name = 'ab-get' ORDER BY ts, id;" "${db#*://*/}"
+        pg_alone get "SELECT doc FROM metrics WHERE name = 'ab-get' ORDER BY ts, id;" "$PGDB"
     fi
 
     for run in $(seq "$RUNS"); do
@@ -191,7 +193,7 @@ EOF
     done
     mem "$backend" range "$SERVER_PID"
     if [ "$backend" = postgres ]; then
-        pg_alone range "SELECT doc FROM metrics WHERE name = 'm500' AND ts BETWEEN 1451606500000000 AND 1451606599000000 ORDER BY ts, id;" "${db#*://*/}"
+        pg_alone range "SELECT doc FROM metrics WHERE name = 'm500' AND ts BETWEEN 1451606500000000 AND 1451606599000000 ORDER BY ts, id;" "$PGDB"
     fi
 
     for run in $(seq "$RUNS"); do
