@@ -239,7 +239,12 @@ impl Recorder {
 async fn run(settings: RecorderBuilder, mut rx: mpsc::Receiver<Command>) {
     let mut batch = Vec::with_capacity(settings.max_batch);
     let mut undelivered = Vec::new();
-    let mut tick = tokio::time::interval(settings.interval);
+    // The first tick comes one interval from now, not at once: an immediate tick would send
+    // whatever single metric happened to be recorded first as a batch of its own.
+    let mut tick = tokio::time::interval_at(
+        Instant::now() + settings.interval,
+        settings.interval,
+    );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

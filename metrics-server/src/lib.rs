@@ -43,7 +43,11 @@ mod api;
 use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use poem::{listener::TcpAcceptor, Endpoint};
+use poem::{
+    listener::{Acceptor, TcpAcceptor},
+    web::{LocalAddr, RemoteAddr},
+    Endpoint,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -139,7 +143,7 @@ impl Server {
             tracing::info!("shutting down: finishing requests in flight");
             token.cancel();
         };
-        poem::Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
+        poem::Server::new_with_acceptor(NoDelay(TcpAcceptor::from_tokio(listener)?))
             .run_with_graceful_shutdown(app, signal, Some(shutdown_timeout))
             .await?;
         // The service (and with it every handle to the writer) is gone: the writer drains its
@@ -150,6 +154,26 @@ impl Server {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Accepts TCP connections with Nagle's algorithm off: a live frame or a small answer goes out
+/// at once instead of waiting for the peer to acknowledge the previous segment.
+struct NoDelay(TcpAcceptor);
+
+impl Acceptor for NoDelay {
+    type Io = tokio::net::TcpStream;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        self.0.local_addr()
+    }
+
+    async fn accept(
+        &mut self,
+    ) -> std::io::Result<(Self::Io, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
+        let accepted = self.0.accept().await?;
+        accepted.0.set_nodelay(true)?;
+        Ok(accepted)
     }
 }
 

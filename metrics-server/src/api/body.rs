@@ -1,12 +1,23 @@
-//! Reading a `POST /v1/metrics` body: content type, size limit, JSON, and each metric's fields.
+//! Reading a `POST /v1/metrics` body: content type, encoding, size limit, JSON, and each
+//! metric's fields.
 //!
-//! A body is one metric object or an array of them; either way it becomes a list of
-//! [`NewMetric`]s or a 4xx [`ApiError`] that names what is wrong, before anything is stored.
+//! A body is one metric object or an array of them (`application/json`), or one metric object
+//! per line (`application/x-ndjson`), optionally gzip-compressed (`Content-Encoding: gzip`).
+//! Either way it becomes a list of [`NewMetric`]s or a 4xx [`ApiError`] that names what is wrong,
+//! before anything is stored. The size limit applies to the body as sent and again to the body
+//! once decompressed, so a gzip bomb gets 413 after reading at most the limit.
 //! The object is kept exactly as posted (keys, order, number spelling, `ts` as written), minus
 //! insignificant whitespace.
 
+use std::io::Read;
+
+use flate2::read::MultiGzDecoder;
 use metrics_types::{validate_name, ErrorCode, Timestamp};
-use poem::{error::ReadBodyError, http::StatusCode, Request, RequestBody};
+use poem::{
+    error::ReadBodyError,
+    http::{header, StatusCode},
+    Request, RequestBody,
+};
 use poem_openapi::{
     registry::{MetaMediaType, MetaRequest, Registry},
     ApiExtractor, ApiExtractorType, ExtractParamOptions,
@@ -37,12 +48,21 @@ impl<'a> ApiExtractor<'a> for MetricsBody {
     fn request_meta() -> Option<MetaRequest> {
         Some(MetaRequest {
             description: Some(
-                "One metric object, or a JSON array of them: a batch, stored all or nothing.",
+                "One metric object, or a JSON array of them (`application/json`), or one metric \
+                 object per line (`application/x-ndjson`): a batch, stored all or nothing. Send \
+                 `Content-Encoding: gzip` to compress the body; the size limit applies to the \
+                 decompressed body too.",
             ),
-            content: vec![MetaMediaType {
-                content_type: "application/json",
-                schema: schema::metric_or_batch(),
-            }],
+            content: vec![
+                MetaMediaType {
+                    content_type: "application/json",
+                    schema: schema::metric_or_batch(),
+                },
+                MetaMediaType {
+                    content_type: NDJSON,
+                    schema: schema::metric_or_batch(),
+                },
+            ],
             required: true,
         })
     }
@@ -52,36 +72,119 @@ impl<'a> ApiExtractor<'a> for MetricsBody {
         body: &mut RequestBody,
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        if let Some(content_type) = request.content_type() {
-            if !is_json(content_type) {
+        let format = match request.content_type() {
+            None => Format::Json,
+            Some(content_type) if is_json(content_type) => Format::Json,
+            Some(content_type) if is_ndjson(content_type) => Format::Ndjson,
+            Some(content_type) => {
                 return Err(ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     ErrorCode::UnsupportedMediaType,
                     format!(
-                        "Content-Type {content_type:?} is not supported; send application/json"
+                        "Content-Type {content_type:?} is not supported; send application/json \
+                         or application/x-ndjson"
                     ),
                 )
                 .into());
             }
-        }
+        };
+        let gzip = match request.headers().get(header::CONTENT_ENCODING) {
+            None => false,
+            Some(value) => match value.to_str().map(|v| v.trim().to_ascii_lowercase()) {
+                Ok(v) if v == "gzip" || v == "x-gzip" => true,
+                Ok(v) if v.is_empty() || v == "identity" => false,
+                _ => {
+                    return Err(ApiError::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        ErrorCode::UnsupportedMediaType,
+                        format!(
+                            "Content-Encoding {value:?} is not supported; send gzip or nothing"
+                        ),
+                    )
+                    .into());
+                }
+            },
+        };
         let limit = request.data::<BodyLimit>().map_or(usize::MAX, |l| l.0);
         let bytes = body
             .take()?
             .into_bytes_limit(limit)
             .await
             .map_err(|err| match err {
-                ReadBodyError::PayloadTooLarge => ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    ErrorCode::PayloadTooLarge,
-                    format!("the request body is over the limit of {limit} bytes; split it into smaller batches"),
-                ),
+                ReadBodyError::PayloadTooLarge => too_large(limit),
                 other => ApiError::bad_request(
                     ErrorCode::BadRequest,
                     format!("could not read the request body: {other}"),
                 ),
             })?;
-        Ok(MetricsBody(parse_metrics(&bytes)?))
+        let metrics = if gzip {
+            // Decompressing and parsing a large batch takes milliseconds: off the async threads.
+            tokio::task::spawn_blocking(move || {
+                gunzip(&bytes, limit).and_then(|plain| format.parse(&plain))
+            })
+            .await
+            .map_err(|err| ApiError::internal(&err))??
+        } else {
+            format.parse(&bytes)?
+        };
+        Ok(MetricsBody(metrics))
     }
+}
+
+/// The media type of newline-delimited JSON: one metric object per line.
+pub(crate) const NDJSON: &str = "application/x-ndjson";
+
+/// How a body lists its metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// One object or an array of objects.
+    Json,
+    /// One object per line; blank lines are skipped.
+    Ndjson,
+}
+
+impl Format {
+    fn parse(self, bytes: &[u8]) -> Result<Vec<NewMetric>, ApiError> {
+        match self {
+            Format::Json => parse_metrics(bytes),
+            Format::Ndjson => parse_ndjson(bytes),
+        }
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::PayloadTooLarge,
+        format!(
+            "the request body is over the limit of {limit} bytes; split it into smaller batches"
+        ),
+    )
+}
+
+/// Decompresses a gzip body, reading at most `limit` bytes of output: one more is a 413.
+fn gunzip(compressed: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut plain = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
+    MultiGzDecoder::new(compressed)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut plain)
+        .map_err(|err| {
+            ApiError::bad_request(
+                ErrorCode::BadRequest,
+                format!("the body is not valid gzip: {err}"),
+            )
+        })?;
+    if plain.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the decompressed request body is over the limit of {limit} bytes; split it into \
+                 smaller batches"
+            ),
+        ));
+    }
+    Ok(plain)
 }
 
 /// `application/json`, with or without parameters, and `application/<anything>+json`.
@@ -91,6 +194,54 @@ fn is_json(content_type: &str) -> bool {
         || (essence.len() > 17
             && essence[..12].eq_ignore_ascii_case("application/")
             && essence[essence.len() - 5..].eq_ignore_ascii_case("+json"))
+}
+
+/// `application/x-ndjson`, with or without parameters (also the `jsonlines` spellings).
+fn is_ndjson(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    [
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/jsonlines",
+        "application/x-jsonlines",
+    ]
+    .iter()
+    .any(|t| essence.eq_ignore_ascii_case(t))
+}
+
+/// Parses an NDJSON body: one metric object per line, blank lines skipped.
+pub(crate) fn parse_ndjson(bytes: &[u8]) -> Result<Vec<NewMetric>, ApiError> {
+    let text = std::str::from_utf8(bytes).map_err(|err| {
+        ApiError::bad_request(
+            ErrorCode::InvalidJson,
+            format!("the body is not UTF-8: {err}"),
+        )
+    })?;
+    let mut metrics = Vec::with_capacity(text.len() / 64 + 1);
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let at_line =
+            |message: String| format!("line {}: {message}; nothing of the batch was stored", i + 1);
+        let raw: &RawValue = serde_json::from_str(line).map_err(|err| {
+            ApiError::bad_request(
+                ErrorCode::InvalidJson,
+                at_line(format!("not valid JSON: {}", strip_position(&err))),
+            )
+        })?;
+        let metric =
+            parse_metric(raw).map_err(|e| ApiError::bad_request(e.code, at_line(e.message)))?;
+        metrics.push(metric);
+    }
+    if metrics.is_empty() {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidBody,
+            "the body has no metrics; send one metric object per line",
+        ));
+    }
+    Ok(metrics)
 }
 
 /// Parses a body: one metric object or an array of them.
@@ -341,11 +492,47 @@ mod tests {
     }
 
     #[test]
+    fn reads_ndjson_line_by_line() {
+        let metrics = parse_ndjson(
+            b"{\"name\":\"a\",\"value\":1,\"ts\":\"2016-01-01\"}\r\n\n {\"name\":\"b\",\"value\":2,\"ts\":\"2016-01-02\"}",
+        )
+        .unwrap();
+        assert_eq!(metrics.len(), 2);
+        assert_eq!(metrics[1].name, "b");
+        let e =
+            parse_ndjson(b"{\"name\":\"a\",\"value\":1,\"ts\":\"2016-01-01\"}\n[1]\n").unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+        assert_eq!(
+            parse_ndjson(b"\n\n").unwrap_err().code(),
+            ErrorCode::InvalidBody
+        );
+    }
+
+    #[test]
+    fn gunzip_stops_at_the_limit() {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&[b' '; 1 << 20]).unwrap();
+        let bomb = encoder.finish().unwrap();
+        assert_eq!(gunzip(&bomb, 1 << 20).unwrap().len(), 1 << 20);
+        assert_eq!(
+            gunzip(&bomb, (1 << 20) - 1).unwrap_err().status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            gunzip(b"plain", 100).unwrap_err().status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
     fn accepts_json_content_types_only() {
         assert!(is_json("application/json"));
         assert!(is_json("Application/JSON; charset=utf-8"));
         assert!(is_json("application/vnd.metrics+json"));
         assert!(!is_json("text/plain"));
         assert!(!is_json("application/x-www-form-urlencoded"));
+        assert!(is_ndjson("application/x-ndjson; charset=utf-8"));
+        assert!(!is_ndjson("application/json"));
     }
 }

@@ -19,9 +19,6 @@ use crate::{
     AppState,
 };
 
-/// Results a query answer gathers into one chunk of the response body, at most.
-const ROWS_PER_CHUNK: usize = 512;
-
 /// Writing and querying metrics.
 pub(crate) struct MetricsApi {
     pub(crate) state: AppState,
@@ -32,9 +29,10 @@ impl MetricsApi {
     /// Store metrics
     ///
     /// Stores one metric or a batch. A metric is a JSON object with at least `name`, `value` and
-    /// `ts`; every other key is kept as sent. A batch (a JSON array) is stored all or nothing. A
-    /// 200 means every metric is committed to the database; the metrics are then pushed to every
-    /// open WebSocket.
+    /// `ts`; every other key is kept as sent. A batch (a JSON array, or one object per line with
+    /// `Content-Type: application/x-ndjson`) is stored all or nothing; bodies may be sent with
+    /// `Content-Encoding: gzip`. A 200 means every metric is committed to the database; the
+    /// metrics are then pushed to every open WebSocket.
     ///
     /// With an `Idempotency-Key` header the write is made at most once per key within the
     /// server's idempotency window (`GET /v1/limits`): a retry with the same key stores nothing
@@ -88,7 +86,7 @@ impl MetricsApi {
             start_micros: start.map(|t| t.timestamp_micros()),
             end_micros: end.map(|t| t.timestamp_micros()),
         };
-        let mut docs = self.state.store.query(filter).peekable();
+        let mut docs = self.state.store.query_chunks(filter).peekable();
         // Fail with a proper status while we still can: once the body starts it is a 200.
         if let Some(Err(_)) = Pin::new(&mut docs).peek().await {
             if let Some(Err(err)) = docs.next().await {
@@ -112,41 +110,39 @@ fn parse_bound(param: &str, value: Option<String>) -> Result<Option<Timestamp>, 
     }
 }
 
-/// Frames stored objects as one JSON array, a chunk of rows at a time.
+/// Frames chunks of comma-joined stored objects as one JSON array, a chunk at a time.
 fn json_array(
-    docs: impl Stream<Item = Result<String, StoreError>> + Send + 'static,
+    chunks: impl Stream<Item = Result<String, StoreError>> + Send + 'static,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    let chunks = docs.ready_chunks(ROWS_PER_CHUNK).boxed();
     stream::unfold(
-        (chunks, false, false),
+        (chunks.boxed(), false, false),
         |(mut chunks, started, done)| async move {
             if done {
                 return None;
             }
-            let Some(rows) = chunks.next().await else {
-                let tail = if started { "]" } else { "[]" };
-                return Some((
-                    Ok(Bytes::from_static(tail.as_bytes())),
-                    (chunks, started, true),
-                ));
-            };
-            let mut buf = String::with_capacity(rows.len() * 96);
-            let mut started = started;
-            for row in rows {
-                match row {
-                    Ok(doc) => {
-                        buf.push(if started { ',' } else { '[' });
-                        buf.push_str(&doc);
-                        started = true;
-                    }
-                    Err(err) => {
-                        // Too late for a status: cut the body so the client sees it incomplete.
-                        tracing::error!(error = %err, "query stream failed mid-answer");
-                        return Some((Err(std::io::Error::other(err)), (chunks, started, true)));
-                    }
+            match chunks.next().await {
+                None => {
+                    let tail = if started { "]" } else { "[]" };
+                    Some((
+                        Ok(Bytes::from_static(tail.as_bytes())),
+                        (chunks, started, true),
+                    ))
+                }
+                Some(Ok(chunk)) if chunk.is_empty() => {
+                    Some((Ok(Bytes::new()), (chunks, started, false)))
+                }
+                Some(Ok(chunk)) => {
+                    let mut buf = String::with_capacity(chunk.len() + 1);
+                    buf.push(if started { ',' } else { '[' });
+                    buf.push_str(&chunk);
+                    Some((Ok(Bytes::from(buf)), (chunks, true, false)))
+                }
+                Some(Err(err)) => {
+                    // Too late for a status: cut the body so the client sees it incomplete.
+                    tracing::error!(error = %err, "query stream failed mid-answer");
+                    Some((Err(std::io::Error::other(err)), (chunks, started, true)))
                 }
             }
-            Some((Ok(Bytes::from(buf)), (chunks, started, false)))
         },
     )
 }

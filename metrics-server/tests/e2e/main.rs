@@ -14,6 +14,8 @@
 
 mod common;
 
+mod bulk;
+
 mod errors;
 mod idempotency;
 mod live;
