@@ -1,11 +1,13 @@
 // The live page: pick metric names and a time range, see their history as one chart, and watch
 // new points arrive over the WebSocket without reloading or polling.
 //
-// Data flow. `GET /v1/names` fills the picker. The page subscribes to `/v1/ws` *before* it reads
-// history with `GET /v1/metrics`, so nothing committed between the two is lost; both feed one
-// store per name, which drops duplicates (the same object seen on both paths). After a
-// disconnect the page reconnects with backoff and re-queries the gap since the last point it saw,
-// so the chart has no hole. Numbers go to the chart; every metric, number or not, goes to the
+// Data flow. `GET /v1/names` fills the picker. The page subscribes to the resumable stream
+// `/v1/stream` *before* it reads history with `GET /v1/metrics`, so nothing committed between the
+// two is lost; both feed one store per name, which drops duplicates (the same object seen on both
+// paths). Every stream frame carries a cursor; after a disconnect the page reconnects with backoff
+// and `since=<cursor>`, and the server replays every metric committed meanwhile, exactly once, so
+// the chart has no hole. (Only if no frame was ever received does it fall back to re-querying the
+// gap by time.) Numbers go to the chart; every metric, number or not, goes to the
 // table with its other keys.
 "use strict";
 
@@ -55,6 +57,8 @@
     paused: false,
     pausedAt: 0,
     connection: "connecting",
+    /** The cursor of the last stream frame: where a reconnect resumes. */
+    cursor: null,
     /** The latest `ts` seen on the socket, and when the socket dropped: where a gap starts. */
     lastLiveMs: null,
     downSinceMs: null,
@@ -254,7 +258,9 @@
   let attempts = 0;
   let everOpen = false;
   function connect() {
-    const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`);
+    const since = state.cursor == null ? "" : `?since=${state.cursor}`;
+    const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/stream${since}`);
+    const resumed = state.cursor != null;
     socket.onopen = () => {
       attempts = 0;
       setConnection("live");
@@ -262,6 +268,10 @@
         state.historyFailed = false;
         state.downSinceMs = null;
         refreshNames().then(() => loadHistory(state.selected));
+      } else if (everOpen && resumed) {
+        // The server replays everything after the cursor: no gap to query.
+        state.downSinceMs = null;
+        refreshNames();
       } else if (everOpen) {
         fillGap();
         refreshNames();
@@ -281,9 +291,13 @@
     };
   }
 
+  /** One frame of `/v1/stream`: `{id, metric}`, or a checkpoint `{id}` that only moves the cursor. */
   function onFrame(text) {
-    let obj;
-    try { obj = JSON.parse(text); } catch (_) { return; }
+    let frame;
+    try { frame = JSON.parse(text); } catch (_) { return; }
+    if (!frame || typeof frame.id !== "number") return;
+    state.cursor = frame.id;
+    const obj = frame.metric;
     if (!obj || typeof obj.name !== "string") return;
     const t = parseTs(obj.ts);
     if (!Number.isNaN(t) && (state.lastLiveMs == null || t > state.lastLiveMs)) state.lastLiveMs = t;

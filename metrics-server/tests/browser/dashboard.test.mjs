@@ -192,6 +192,25 @@ for (const backend of BACKENDS) {
       await server.post({ name, value: 3, ts: isoAgo(0) });
       await waitForValues(page, name, [0.5, 1, 2, 3], VISIBLE_WITHIN_MS);
     });
+
+    test("a reconnect resumes the stream from its cursor, even for metrics with an older ts", async () => {
+      const name = `resume.${backend}`;
+      await server.post({ name, value: 1, ts: isoAgo(1000) });
+      const { page } = await open(`#name=${encodeURIComponent(name)}&range=1h`);
+      await waitForValues(page, name, [1]);
+
+      const other = await ServerProcess.start(db.url);
+      await server.stop();
+      await page.waitForSelector('#status[data-state="reconnecting"]', { timeout: 10e3 });
+      // Stored while the page is cut off, and stamped 20 minutes ago: a re-query "since the last
+      // point seen" would miss it; the cursor replay cannot.
+      await other.post({ name, value: 2, ts: isoAgo(20 * 60e3) });
+      await other.stop();
+
+      await server.restart();
+      await page.waitForSelector('#status[data-state="live"]', { timeout: 15e3 });
+      await waitForValues(page, name, [1, 2]);
+    });
   });
 }
 
