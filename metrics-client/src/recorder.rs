@@ -241,10 +241,7 @@ async fn run(settings: RecorderBuilder, mut rx: mpsc::Receiver<Command>) {
     let mut undelivered = Vec::new();
     // The first tick comes one interval from now, not at once: an immediate tick would send
     // whatever single metric happened to be recorded first as a batch of its own.
-    let mut tick = tokio::time::interval_at(
-        Instant::now() + settings.interval,
-        settings.interval,
-    );
+    let mut tick = tokio::time::interval_at(Instant::now() + settings.interval, settings.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
