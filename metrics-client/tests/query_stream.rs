@@ -16,7 +16,7 @@ use futures::TryStreamExt;
 use metrics_client::Metric;
 use sqlx::{Connection, Executor};
 
-use crate::common::{Backend, TestDb, TestServer};
+use crate::common::{Backend, ServerClient, TestDb, TestServer};
 
 const ROWS: i64 = 1_000_000;
 /// Generous: a `Vec` of the result would need several times this.

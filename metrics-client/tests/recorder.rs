@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use metrics_client::{Error, Metric, MetricValue, Timestamp};
 
-use crate::common::{Backend, TestDb, TestServer};
+use crate::common::{on_both_backends, Backend, ServerClient, TestDb, TestServer};
 
 on_both_backends!(
     delivers_everything_once_the_server_is_back,
@@ -49,7 +49,7 @@ async fn delivers_everything_once_the_server_is_back(backend: Backend) {
     }
     // Down for a while: the recorder retries meanwhile.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let server = TestServer::start_with(db.config(), addr).await;
+    let server = TestServer::start_at(db.config(), addr).await;
     let undelivered = recorder.flush().await.unwrap();
     assert!(undelivered.is_empty(), "{undelivered:?}");
 
@@ -108,7 +108,7 @@ async fn flush_reports_what_could_not_be_delivered(backend: Backend) {
         Err(Error::InvalidMetric(_))
     ));
 
-    let server = TestServer::start_with(db.config(), addr).await;
+    let server = TestServer::start_at(db.config(), addr).await;
     for i in 0..5 {
         recorder
             .record(Metric::new("kept", i).at(ts("2016-01-01")))

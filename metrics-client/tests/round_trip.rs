@@ -13,7 +13,7 @@ use futures::TryStreamExt;
 use metrics_client::{Error, Metric, MetricValue, Timestamp};
 use serde_json::json;
 
-use crate::common::{Backend, TestDb, TestServer};
+use crate::common::{on_both_backends, Backend, ServerClient, TestDb, TestServer};
 
 on_both_backends!(
     every_value_type_and_extra_keys_round_trip,
@@ -162,7 +162,7 @@ async fn a_batch_over_the_body_limit_goes_through_whole(backend: Backend) {
     let db = TestDb::new(backend).await;
     let mut config = db.config();
     config.body_limit = 64 << 10;
-    let server = TestServer::start_with(config, "127.0.0.1:0".parse().unwrap()).await;
+    let server = TestServer::start_with(config).await;
     let client = server.client();
     let limits = client.limits().await.unwrap();
     assert_eq!(limits.max_body_bytes, 64 << 10);
@@ -199,7 +199,7 @@ async fn a_limit_lowered_by_a_restart_is_read_again(backend: Backend) {
     // Back with a much smaller limit than they remember.
     let mut config = db.config();
     config.body_limit = 16 << 10;
-    let server = TestServer::start_with(config, addr).await;
+    let server = TestServer::start_at(config, addr).await;
 
     let batch: Vec<Metric> = (0..2000)
         .map(|i| Metric::new("shrunk", i).at(ts("2016-01-01")))

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use metrics_client::{Metric, MetricValue, Subscription, Timestamp};
 
-use crate::common::{Backend, TestDb, TestServer};
+use crate::common::{on_both_backends, Backend, ServerClient, TestDb, TestServer};
 
 on_both_backends!(
     live_metrics_arrive_filtered_by_name,
@@ -78,7 +78,7 @@ async fn a_subscription_lives_through_a_server_restart(backend: Backend) {
     server.stop().await;
     // While it is down the subscription keeps trying; give it a few failed attempts.
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let server = TestServer::start_with(db.config(), addr).await;
+    let server = TestServer::start_at(db.config(), addr).await;
     // Posted at once, before the subscription is likely back: must be replayed.
     client
         .record_batch((5..10).map(|i| Metric::new("seq", i).at(ts("2016-01-01"))))

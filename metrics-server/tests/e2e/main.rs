@@ -14,6 +14,9 @@
 
 mod common;
 
+/// `crate::on_both_backends!(...)` in every module: one test per backend.
+use metrics_test_support::on_both_backends;
+
 mod bulk;
 
 mod errors;
