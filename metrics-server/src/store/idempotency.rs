@@ -10,14 +10,10 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, TransactionTrait,
 };
 
-use super::{
-    entity::{Column, Entity},
-    NewMetric, OnceOutcome, StoreError,
-};
+use super::{NewMetric, OnceOutcome, StoreError};
 
-/// Rows per INSERT statement (see `sql.rs`: 4 parameters each stays under every backend's limit).
-const ROWS_PER_STATEMENT: usize = 1000;
-
+/// Stores `metrics` unless `key` was recorded within the last `window_micros`, in which case it
+/// stores nothing and returns what the first write stored.
 pub(super) async fn insert_once(
     db: &DatabaseConnection,
     key: &str,
@@ -51,29 +47,7 @@ pub(super) async fn insert_once(
         });
     }
 
-    let mut ids = Vec::with_capacity(metrics.len());
-    for chunk in metrics.chunks(ROWS_PER_STATEMENT) {
-        let mut insert = Query::insert();
-        insert
-            .into_table(Entity)
-            .columns([Column::Name, Column::Ts, Column::Value, Column::Doc])
-            .returning_col(Column::Id);
-        for m in chunk {
-            insert.values_panic([
-                m.name.as_str().into(),
-                m.ts_micros.into(),
-                m.value.into(),
-                m.doc.as_str().into(),
-            ]);
-        }
-        let rows = txn.query_all(backend.build(&insert)).await?;
-        let mut chunk_ids = rows
-            .iter()
-            .map(|row| row.try_get_by_index::<i64>(0))
-            .collect::<Result<Vec<_>, _>>()?;
-        chunk_ids.sort_unstable();
-        ids.extend(chunk_ids);
-    }
+    let ids = super::sql::insert_rows(&txn, metrics).await?;
 
     let remember = Query::insert()
         .into_table(table)

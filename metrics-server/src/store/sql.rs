@@ -49,30 +49,7 @@ impl MetricStore for SqlStore {
             return insert_postgres(self.db.get_postgres_connection_pool(), metrics).await;
         }
         let txn = self.db.begin().await?;
-        let mut ids = Vec::with_capacity(metrics.len());
-        for chunk in metrics.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = Query::insert();
-            insert
-                .into_table(Entity)
-                .columns([Column::Name, Column::Ts, Column::Value, Column::Doc])
-                .returning_col(Column::Id);
-            for m in chunk {
-                insert.values_panic([
-                    m.name.as_str().into(),
-                    m.ts_micros.into(),
-                    m.value.into(),
-                    m.doc.as_str().into(),
-                ]);
-            }
-            let rows = txn.query_all(backend.build(&insert)).await?;
-            let mut chunk_ids = rows
-                .iter()
-                .map(|row| row.try_get_by_index::<i64>(0))
-                .collect::<Result<Vec<_>, _>>()?;
-            // Ids are assigned in row order; RETURNING does not promise to list them in it.
-            chunk_ids.sort_unstable();
-            ids.extend(chunk_ids);
-        }
+        let ids = insert_rows(&txn, metrics).await?;
         txn.commit().await?;
         Ok(ids)
     }
@@ -211,6 +188,40 @@ impl MetricStore for SqlStore {
     ) -> Result<OnceOutcome, StoreError> {
         super::idempotency::insert_once(&self.db, key, window_micros, metrics).await
     }
+}
+
+/// Inserts `metrics` through `conn` (the caller's transaction) with multi-row
+/// `INSERT ... RETURNING id` statements, and returns their ids in the same order.
+pub(super) async fn insert_rows(
+    conn: &impl ConnectionTrait,
+    metrics: &[&NewMetric],
+) -> Result<Vec<i64>, sea_orm::DbErr> {
+    let backend = conn.get_database_backend();
+    let mut ids = Vec::with_capacity(metrics.len());
+    for chunk in metrics.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = Query::insert();
+        insert
+            .into_table(Entity)
+            .columns([Column::Name, Column::Ts, Column::Value, Column::Doc])
+            .returning_col(Column::Id);
+        for m in chunk {
+            insert.values_panic([
+                m.name.as_str().into(),
+                m.ts_micros.into(),
+                m.value.into(),
+                m.doc.as_str().into(),
+            ]);
+        }
+        let rows = conn.query_all(backend.build(&insert)).await?;
+        let mut chunk_ids = rows
+            .iter()
+            .map(|row| row.try_get_by_index::<i64>(0))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Ids are assigned in row order; RETURNING does not promise to list them in it.
+        chunk_ids.sort_unstable();
+        ids.extend(chunk_ids);
+    }
+    Ok(ids)
 }
 
 /// Where a paged query stands.

@@ -158,6 +158,16 @@ async fn sockets_close_with_1001_on_shutdown(backend: Backend) {
     let db = TestDb::new(backend).await;
     let server = TestServer::start(&db).await;
     let (mut socket, _) = connect_async(server.ws_url("/v1/ws")).await.unwrap();
+    // A frame through the socket proves the server's side of it is up (a shutdown racing the
+    // upgrade itself can only drop the connection: there is no socket yet to close politely).
+    assert_eq!(
+        server
+            .post(r#"{"name":"x","value":1,"ts":"2016-01-01"}"#)
+            .await
+            .0,
+        200
+    );
+    next_text(&mut socket).await;
     server.stop().await;
     let close = loop {
         match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
