@@ -86,7 +86,7 @@ impl MetricsApi {
             start_micros: start.map(|t| t.timestamp_micros()),
             end_micros: end.map(|t| t.timestamp_micros()),
         };
-        let mut docs = self.state.store.query_chunks(filter).peekable();
+        let mut docs = self.state.store.query(filter).peekable();
         // Fail with a proper status while we still can: once the body starts it is a 200.
         if let Some(Err(_)) = Pin::new(&mut docs).peek().await {
             if let Some(Err(err)) = docs.next().await {

@@ -115,27 +115,13 @@ pub trait MetricStore: Send + Sync + 'static {
     /// order. When it returns `Ok`, the transaction is committed.
     async fn insert(&self, metrics: &[&NewMetric]) -> Result<Vec<i64>, StoreError>;
 
-    /// The stored objects matching `filter`, ordered by `ts` and then by storage order, streamed
-    /// from the database so that a large result is never held in memory.
-    fn query(&self, filter: MetricFilter) -> BoxStream<'static, Result<String, StoreError>>;
-
     /// Every stored name with its count and time span, ordered by name.
     async fn names(&self) -> Result<Vec<NameStats>, StoreError>;
 
-    /// The same objects as [`query`](Self::query), in the same order, joined by commas into
-    /// chunks of many objects each: what a JSON array answer is made of. Stores override it to
-    /// read many rows per round trip; the default joins what `query` yields.
-    fn query_chunks(&self, filter: MetricFilter) -> BoxStream<'static, Result<String, StoreError>> {
-        use futures::StreamExt;
-        self.query(filter)
-            .ready_chunks(512)
-            .map(|rows| {
-                rows.into_iter()
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(|docs| docs.join(","))
-            })
-            .boxed()
-    }
+    /// The stored objects matching `filter`, ordered by `ts` and then by storage order, joined
+    /// by commas into chunks of many objects each (what a JSON array answer is made of), streamed
+    /// from the database so that a large result is never held in memory.
+    fn query(&self, filter: MetricFilter) -> BoxStream<'static, Result<String, StoreError>>;
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -3,11 +3,9 @@
 use futures::{stream::BoxStream, StreamExt};
 use sea_orm::{
     sea_query::{Expr, Query},
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, RuntimeErr, Statement, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryOrder, QuerySelect,
+    RuntimeErr, Statement, TransactionTrait,
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::{
     entity::{Column, Entity},
@@ -18,9 +16,6 @@ use super::{
 /// Rows per INSERT statement: 4 bind parameters each stays far below SQLite's 32,766 and
 /// PostgreSQL's 65,535 parameters per statement.
 const ROWS_PER_STATEMENT: usize = 1000;
-
-/// Rows a query stream reads ahead of its consumer; this bounds the memory of a large query.
-const QUERY_READ_AHEAD: usize = 1024;
 
 /// Rows per page of [`SqlStore::query_chunks`]: two statements, one result row, one chunk of the
 /// answer each. At ~100 bytes a row, a page is a few hundred kilobytes, which bounds the memory
@@ -54,43 +49,6 @@ impl MetricStore for SqlStore {
         Ok(ids)
     }
 
-    fn query(&self, filter: MetricFilter) -> BoxStream<'static, Result<String, StoreError>> {
-        let db = self.db.clone();
-        let (tx, rx) = mpsc::channel(QUERY_READ_AHEAD);
-        // sea-orm's row stream borrows the connection, so a task owns both and hands rows over
-        // a bounded channel: the database is read only as fast as the client takes the answer.
-        tokio::spawn(async move {
-            let mut select = Entity::find()
-                .select_only()
-                .column(Column::Doc)
-                .order_by_asc(Column::Ts)
-                .order_by_asc(Column::Id);
-            if !filter.names.is_empty() {
-                select = select.filter(Column::Name.is_in(filter.names));
-            }
-            if let Some(start) = filter.start_micros {
-                select = select.filter(Expr::col(Column::Ts).gte(start));
-            }
-            if let Some(end) = filter.end_micros {
-                select = select.filter(Expr::col(Column::Ts).lte(end));
-            }
-            let mut rows = match select.into_tuple::<String>().stream(&db).await {
-                Ok(rows) => rows,
-                Err(err) => {
-                    let _ = tx.send(Err(err.into())).await;
-                    return;
-                }
-            };
-            while let Some(row) = rows.next().await {
-                let failed = row.is_err();
-                if tx.send(row.map_err(StoreError::from)).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
-        ReceiverStream::new(rx).boxed()
-    }
-
     async fn names(&self) -> Result<Vec<NameStats>, StoreError> {
         // One pass over the (name, ts, id) index: MIN/MAX per name come from its ends.
         let rows: Vec<(String, i64, i64, i64)> = Entity::find()
@@ -115,7 +73,7 @@ impl MetricStore for SqlStore {
             .collect())
     }
 
-    fn query_chunks(&self, filter: MetricFilter) -> BoxStream<'static, Result<String, StoreError>> {
+    fn query(&self, filter: MetricFilter) -> BoxStream<'static, Result<String, StoreError>> {
         let db = self.db.clone();
         // Keyset pagination over (ts, id): each page starts after the last row of the previous
         // one and the database joins the page's documents itself. The profile of the row stream
