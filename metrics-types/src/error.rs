@@ -11,7 +11,8 @@ pub struct ErrorBody {
     /// Stable, machine-readable error code: one of `invalid_json`, `invalid_body`,
     /// `missing_field`, `invalid_field`, `invalid_timestamp`, `invalid_range`, `invalid_param`,
     /// `not_found`, `method_not_allowed`, `unsupported_media_type`, `payload_too_large`,
-    /// `bad_request`, `upgrade_required`, `internal`, `unavailable`.
+    /// `bad_request`, `upgrade_required`, `internal`, `unavailable`, `insufficient_storage`,
+    /// `unauthorized`, `forbidden`, `request_timeout`, `headers_too_large`, `unknown_parameter`.
     pub code: String,
     /// What went wrong, in words a person can act on (names the field or parameter at fault).
     pub message: String,
@@ -53,6 +54,20 @@ pub enum ErrorCode {
     Internal,
     /// The server cannot serve the request now (shutting down, database unreachable): retry.
     Unavailable,
+    /// The database's disk is full, or below the configured free-space floor: nothing was
+    /// stored; writes resume by themselves once space returns (507).
+    InsufficientStorage,
+    /// No credentials, or credentials the server does not know (401).
+    Unauthorized,
+    /// The credentials are valid but lack the scope (or name prefix) the request needs, or the
+    /// request's `Origin` is not allowed (403).
+    Forbidden,
+    /// The client took too long to send its request (408).
+    RequestTimeout,
+    /// The request's headers are over the server's limit (431).
+    HeadersTooLarge,
+    /// A query parameter the route does not know (400).
+    UnknownParameter,
 }
 
 impl ErrorCode {
@@ -74,6 +89,12 @@ impl ErrorCode {
             ErrorCode::UpgradeRequired => "upgrade_required",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::InsufficientStorage => "insufficient_storage",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
+            ErrorCode::UnknownParameter => "unknown_parameter",
         }
     }
 }
