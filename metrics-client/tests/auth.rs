@@ -23,7 +23,11 @@ on_both_backends!(the_token_reaches_every_route);
 fn assert_unauthorized<T: std::fmt::Debug>(what: &str, result: Result<T, Error>) {
     match result {
         Err(Error::Api { status, code, .. }) => {
-            assert_eq!((status.as_u16(), code.as_str()), (401, "unauthorized"), "{what}")
+            assert_eq!(
+                (status.as_u16(), code.as_str()),
+                (401, "unauthorized"),
+                "{what}"
+            )
         }
         other => panic!("{what}: expected a 401, got {other:?}"),
     }

@@ -9,6 +9,7 @@
 //!
 //! | module | job |
 //! | --- | --- |
+//! | [`auth`] | tokens and scopes: the check every request passes, the `token` commands |
 //! | [`config`] | the clap [`Config`]: flags, environment variables, defaults |
 //! | `api` | the HTTP routes (poem-openapi), request parsing, the one JSON error |
 //! | [`ingest`] | the write path: group commit, then hand-off to the hub |
