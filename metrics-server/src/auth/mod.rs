@@ -1,7 +1,7 @@
 //! Tokens and scopes: who may call which route.
 //!
-//! Every request passes [`Auth::check`] before its handler (the WebSocket upgrades included, so a
-//! refused socket never sees a `101`). The route decides what is needed ([`policy`]): nothing for
+//! Every request passes `Auth::check` before its handler (the WebSocket upgrades included, so a
+//! refused socket never sees a `101`). The route decides what is needed (`policy`): nothing for
 //! the page, its assets, `/healthz` and the API docs; any valid token for `/v1/limits`; `read`
 //! for other GETs, `write` for POSTs, `delete` for DELETEs and `admin` for `/v1/tokens`. `admin`
 //! implies every scope. A missing, unknown or revoked token gets `401` with
