@@ -35,6 +35,7 @@
     names: $("names"), namesFilter: $("names-filter"), namesCount: $("names-count"), namesEmpty: $("names-empty"),
     custom: $("custom"), customFrom: $("custom-from"), customTo: $("custom-to"), customError: $("custom-error"),
     chart: $("chart"), yMode: $("y-mode"), chartNote: $("chart-note"), tbody: document.querySelector("#latest tbody"),
+    auth: $("auth"), authForm: $("auth-form"), authToken: $("auth-token"), authMessage: $("auth-message"),
   };
 
   const state = {
@@ -172,10 +173,74 @@
     }
   }
 
+  // ---------------------------------------------------------------- the token
+
+  // With auth on (docs/security.md) the API answers 401 until the page sends a token. The page
+  // asks for one, keeps it in localStorage, sends it as `Authorization: Bearer` on every fetch
+  // and as a `bearer.<token>` subprotocol next to `metrics` on the WebSocket (a browser cannot
+  // set headers there; the server answers with `metrics`, never the token).
+  const TOKEN_KEY = "metrics.token";
+  let token = null;
+  try { token = localStorage.getItem(TOKEN_KEY); } catch (_) { /* storage disabled */ }
+
+  // Without a token there is nothing to show: Escape does not close the prompt.
+  el.auth.addEventListener("cancel", (event) => event.preventDefault());
+
+  /** `headers` with the token's `Authorization`, when the page has one. */
+  function withToken(headers = {}) {
+    return token ? { ...headers, authorization: `Bearer ${token}` } : headers;
+  }
+
+  /** `fetch` with the token; a 401 (token missing, wrong or revoked) opens the prompt. */
+  async function apiFetch(url, init = {}) {
+    const response = await fetch(url, { ...init, headers: withToken(init.headers) });
+    if (response.status === 401) authorize();
+    return response;
+  }
+
+  let authorizing = null;
+  /** Resolves once the server accepts the page's token or needs none, asking for a token for as
+   * long as it answers 401. An unreachable server resolves at once: the socket's backoff retries. */
+  function authorize() {
+    authorizing ??= (async () => {
+      let refused = false;
+      for (;;) {
+        let response;
+        try {
+          response = await fetch("/v1/limits", { headers: withToken({ accept: "application/json" }) });
+        } catch (_) { break; }
+        if (response.status !== 401) break;
+        let message = "";
+        try { message = (await response.json()).message || ""; } catch (_) { /* not JSON */ }
+        token = await askForToken(refused || token ? `The server refused the token: ${message}` : "This server needs a token to show its metrics.");
+        refused = true;
+      }
+      if (el.auth.open) el.auth.close();
+      authorizing = null;
+    })();
+    return authorizing;
+  }
+
+  /** Shows the token prompt; resolves with what the user enters (also kept in localStorage). */
+  function askForToken(message) {
+    el.authMessage.textContent = message;
+    el.authToken.value = "";
+    if (!el.auth.open) el.auth.showModal();
+    el.authToken.focus();
+    return new Promise((resolve) => {
+      el.authForm.addEventListener("submit", (event) => {
+        event.preventDefault();
+        const entered = el.authToken.value.trim();
+        try { localStorage.setItem(TOKEN_KEY, entered); } catch (_) { /* kept for this page only */ }
+        resolve(entered);
+      }, { once: true });
+    });
+  }
+
   // ---------------------------------------------------------------- server calls
 
   async function getJson(url) {
-    const response = await fetch(url, { headers: { accept: "application/json" } });
+    const response = await apiFetch(url, { headers: { accept: "application/json" } });
     if (!response.ok) {
       let message = `${response.status}`;
       try { message = (await response.json()).message || message; } catch (_) { /* not JSON */ }
@@ -190,7 +255,7 @@
     for (const name of names) params.append("name", name);
     if (fromMs != null) params.set("sts", new Date(fromMs).toISOString());
     if (toMs != null) params.set("ets", new Date(toMs).toISOString());
-    const response = await fetch(`/v1/metrics?${params}`);
+    const response = await apiFetch(`/v1/metrics?${params}`);
     if (!response.ok) throw new Error(`history: ${response.status} ${await response.text()}`);
     // The objects are kept as their own JSON text: that text is what dedupes live and history.
     const text = await response.text();
@@ -259,7 +324,14 @@
   let everOpen = false;
   function connect() {
     const since = state.cursor == null ? "" : `?since=${state.cursor}`;
-    const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/stream${since}`);
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/stream${since}`;
+    let socket;
+    try {
+      socket = token ? new WebSocket(url, ["metrics", `bearer.${token}`]) : new WebSocket(url);
+    } catch (_) {
+      // A token with characters a subprotocol cannot hold goes in the query instead.
+      socket = new WebSocket(`${url}${since ? "&" : "?"}access_token=${encodeURIComponent(token)}`);
+    }
     const resumed = state.cursor != null;
     socket.onopen = () => {
       attempts = 0;
@@ -287,7 +359,8 @@
       setConnection("reconnecting");
       const delay = BACKOFF[Math.min(attempts, BACKOFF.length - 1)];
       attempts += 1;
-      setTimeout(connect, delay);
+      // A refused upgrade looks like any closed socket: ask the server whether the token is why.
+      setTimeout(() => authorize().then(connect), delay);
     };
   }
 
@@ -651,5 +724,5 @@
   loadHash();
   rebuildChart();
   renderNames();
-  connect();
+  authorize().then(connect);
 })();

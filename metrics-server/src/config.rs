@@ -2,7 +2,9 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+
+use crate::auth::{AuthMode, Scope, Secret};
 
 /// Configuration of `metrics-server`. Every option can also come from the environment variable
 /// named in `--help`; the command line wins.
@@ -24,7 +26,12 @@ pub struct Config {
 
     /// Database URL: `sqlite://PATH` (the file is created when missing) or
     /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://metrics.db")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://metrics.db",
+        global = true
+    )]
     pub database_url: String,
 
     /// Largest request body accepted, in bytes or with a unit (`512KiB`, `16MiB`); a larger
@@ -33,7 +40,7 @@ pub struct Config {
     pub body_limit: usize,
 
     /// Log filter, in tracing's EnvFilter syntax: `info`, `debug`, `metrics_server=debug,sqlx=warn`.
-    #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
+    #[arg(long = "log", env = "RUST_LOG", default_value = "info", global = true)]
     pub log: String,
 
     /// Also append the log to this file.
@@ -61,6 +68,58 @@ pub struct Config {
     /// On shutdown, the longest wait for requests in flight, e.g. `10s` or `500ms`.
     #[arg(long, env = "METRICS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Whether requests need a token: `on`, `off`, or `auto` (on when a token exists or the
+    /// server listens beyond loopback; decided at start). Beyond loopback with no token the
+    /// server refuses to start unless `off`. See docs/security.md.
+    #[arg(long, env = "METRICS_AUTH", value_enum, default_value = "auto")]
+    pub auth: AuthMode,
+
+    /// An admin token accepted besides the stored ones (hashed in memory at start, never
+    /// stored): at least 20 characters. Prefer `--admin-token-file` or the environment variable;
+    /// a command line is visible to every user of the machine.
+    #[arg(long, env = "METRICS_ADMIN_TOKEN", hide_env_values = true, value_parser = crate::auth::parse_secret)]
+    pub admin_token: Option<Secret>,
+
+    /// A file holding the admin token (as `--admin-token`; surrounding whitespace is ignored).
+    #[arg(long, env = "METRICS_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Without a command, serve.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `metrics-server` does instead of serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Manage API tokens in the database given by `--database-url`, then exit.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `metrics-server token ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (once, on stdout).
+    Create {
+        /// What it may do; repeat for several: read, write, delete, admin (implies the rest).
+        #[arg(long = "scope", value_enum, required = true)]
+        scopes: Vec<Scope>,
+        /// Confine it to metric names starting with this prefix; repeat for several.
+        #[arg(long = "prefix")]
+        prefixes: Vec<String>,
+        /// A label for people, shown by `token list`.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List every token (never the tokens themselves: their ids, scopes and first characters).
+    List,
+    /// Revoke a token by its id: it stops working at once.
+    Revoke {
+        /// The token's id, from `token list`.
+        id: i64,
+    },
 }
 
 impl Config {

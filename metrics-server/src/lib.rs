@@ -9,6 +9,7 @@
 //!
 //! | module | job |
 //! | --- | --- |
+//! | [`auth`] | tokens and scopes: the check every request passes, the `token` commands |
 //! | [`config`] | the clap [`Config`]: flags, environment variables, defaults |
 //! | `api` | the HTTP routes (poem-openapi), request parsing, the one JSON error |
 //! | [`ingest`] | the write path: group commit, then hand-off to the hub |
@@ -32,6 +33,7 @@
 //! # }
 //! ```
 
+pub mod auth;
 pub mod config;
 pub mod hub;
 pub mod ingest;
@@ -73,6 +75,10 @@ pub struct AppState {
     body_limit: usize,
     /// How long an `Idempotency-Key` is remembered.
     idempotency_window: Duration,
+    /// Who may call which route.
+    auth: auth::Auth,
+    /// The stored tokens, for the admin API (`None` over a store without a database).
+    tokens: Option<store::TokenStore>,
 }
 
 /// A running server's parts: the shared state and the writer task behind it.
@@ -92,10 +98,16 @@ impl Server {
             .with_context(|| {
                 format!("cannot open the database {}", redact(&config.database_url))
             })?;
-        Ok(Server::with_store(Arc::new(SqlStore::new(db)), config))
+        let tokens = store::TokenStore::new(db.clone());
+        let auth = auth::Auth::resolve(config, Some(tokens.clone())).await?;
+        let mut server = Server::with_store(Arc::new(SqlStore::new(db)), config);
+        server.state.auth = auth;
+        server.state.tokens = Some(tokens);
+        Ok(server)
     }
 
     /// A server over any [`MetricStore`], configured by `config` (its database URL is unused).
+    /// It has no token store: with `--auth on` only the configured admin token is accepted.
     pub fn with_store(store: Arc<dyn MetricStore>, config: &Config) -> Server {
         let hub = Hub::new(config.subscriber_buffer);
         let (ingest, writer) = Ingest::start(store.clone(), hub.clone(), config.max_commit);
@@ -107,6 +119,8 @@ impl Server {
                 shutdown: CancellationToken::new(),
                 body_limit: config.body_limit,
                 idempotency_window: config.idempotency_window,
+                auth: auth::Auth::without_store(config),
+                tokens: None,
             },
             writer,
             shutdown_timeout: config.shutdown_timeout,
@@ -178,7 +192,7 @@ impl Acceptor for NoDelay {
 }
 
 /// A database URL fit for the log: without its password.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];

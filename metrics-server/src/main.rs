@@ -1,12 +1,23 @@
-//! `metrics-server`: parse the configuration, set up logging, serve until ctrl-c or SIGTERM.
+//! `metrics-server`: parse the configuration, set up logging, serve until ctrl-c or SIGTERM;
+//! or, with `token create|list|revoke`, manage the API tokens and exit.
 
 use anyhow::Context;
 use clap::Parser;
-use metrics_server::{telemetry, Config, Server};
+use metrics_server::{auth, config::Command, telemetry, Config, Server};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    if let Some(Command::Token(command)) = &config.command {
+        // A shell command: the migrations' progress lines are noise unless asked for.
+        let filter = if config.log == "info" {
+            "warn"
+        } else {
+            &config.log
+        };
+        let _log_guard = telemetry::init(filter, config.log_file.as_deref())?;
+        return auth::run_token_command(&config, command).await;
+    }
     let _log_guard = telemetry::init(&config.log, config.log_file.as_deref())?;
 
     let server = Server::start(&config).await?;

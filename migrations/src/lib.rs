@@ -20,6 +20,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_create_metrics;
 mod m20261128_000002_create_idempotency_keys;
+mod m20261128_000003_create_tokens;
 
 /// Every migration of the schema, in order.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_create_metrics::Migration),
             Box::new(m20261128_000002_create_idempotency_keys::Migration),
+            Box::new(m20261128_000003_create_tokens::Migration),
         ]
     }
 }

@@ -108,6 +108,12 @@ impl ResponseError for ApiError {
                 poem::http::HeaderValue::from_static("1"),
             );
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"metrics\""),
+            );
+        }
         response
     }
 }
@@ -121,6 +127,8 @@ impl IntoResponse for ApiError {
 /// The statuses every API route may answer with an [`ErrorBody`], for the OpenAPI spec.
 const ERROR_RESPONSES: &[(u16, &str)] = &[
     (400, "The request is malformed: invalid JSON, a missing or wrongly typed field, a bad timestamp or parameter. The message names the field or parameter."),
+    (401, "Auth is on and the request has no valid token (missing, unknown or revoked); see `WWW-Authenticate`."),
+    (403, "The token lacks the route's scope, or the metric names are outside its prefixes."),
     (404, "No such route."),
     (405, "The route does not accept this method."),
     (413, "The request body is over the server's limit (`--body-limit`)."),

@@ -45,7 +45,14 @@ impl MetricsApi {
         /// on every retry of it.
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<String>>,
+        req: &poem::Request,
     ) -> Result<Json<PostMetricsResponse>, ApiError> {
+        // A token confined to name prefixes writes only within them (all or nothing).
+        if let Some(grant) = req.extensions().get::<crate::auth::Grant>() {
+            if let Some(metric) = body.0.iter().find(|m| !grant.allows_name(&m.name)) {
+                return Err(grant.name_forbidden(&metric.name));
+            }
+        }
         if let Some(key) = idempotency_key.0 {
             return super::idempotency::post_once(&self.state, key, body.0)
                 .await

@@ -7,6 +7,7 @@
 //! | `ws.rs` | `GET /v1/ws` |
 //! | `stream.rs` | `GET /v1/stream` (resumable), `GET /v1/limits`; idempotent POSTs |
 //! | `health.rs` | `GET /healthz`, `GET /` |
+//! | `tokens.rs` | `POST/GET /v1/tokens`, `DELETE /v1/tokens/{id}`: the admin API |
 //! | `assets.rs` | `GET /assets/{file}`: the live page's scripts and styles (not in the spec) |
 //! | `body.rs`, `schema.rs` | reading POST bodies; the hand-written `Metric` schema |
 //! | `error.rs` | [`ApiError`], the one JSON error of every route |
@@ -20,6 +21,7 @@ mod metrics;
 mod names;
 mod schema;
 mod stream;
+mod tokens;
 mod ws;
 
 use poem::{Endpoint, EndpointExt, IntoResponse, Route};
@@ -28,7 +30,7 @@ use poem_openapi::{OpenApiService, Tags};
 pub use self::error::ApiError;
 use self::{
     body::BodyLimit, health::HealthApi, metrics::MetricsApi, names::NamesApi, stream::StreamApi,
-    ws::LiveApi,
+    tokens::TokensApi, ws::LiveApi,
 };
 use crate::AppState;
 
@@ -40,9 +42,18 @@ enum ApiTags {
     Live,
     /// Health and the live page.
     Health,
+    /// API tokens (scope `admin`).
+    Tokens,
 }
 
-type Apis = (MetricsApi, NamesApi, LiveApi, HealthApi, StreamApi);
+type Apis = (
+    MetricsApi,
+    NamesApi,
+    LiveApi,
+    HealthApi,
+    StreamApi,
+    TokensApi,
+);
 
 fn openapi(state: AppState) -> OpenApiService<Apis, ()> {
     let apis = (
@@ -58,12 +69,19 @@ fn openapi(state: AppState) -> OpenApiService<Apis, ()> {
         HealthApi {
             state: state.clone(),
         },
-        StreamApi { state },
+        StreamApi {
+            state: state.clone(),
+        },
+        TokensApi { state },
     );
     OpenApiService::new(apis, "metrics", env!("CARGO_PKG_VERSION"))
         .description(
             "Ingest metrics over HTTP, query them by name and time range, and watch them live over \
-             WebSockets. Every error is a JSON `ErrorBody` with a stable `code`.",
+             WebSockets. Every error is a JSON `ErrorBody` with a stable `code`. When auth is on \
+             (docs/security.md), every route but `/`, `/healthz` and the docs needs a token: \
+             `Authorization: Bearer <token>` (or `Token`, or Basic with the token as password); \
+             on a WebSocket also a `bearer.<token>` subprotocol next to `metrics`, or \
+             `?access_token=`. GETs need scope `read`, POSTs `write`, `/v1/tokens` `admin`.",
         )
         .license("MIT OR Apache-2.0")
 }
@@ -77,6 +95,7 @@ pub(crate) fn spec_json(state: AppState) -> String {
 /// for every failure, including the framework's own (unknown route, wrong method, ...).
 pub(crate) fn routes(state: AppState) -> impl Endpoint {
     let body_limit = BodyLimit(state.body_limit);
+    let auth = state.auth.clone();
     let api = openapi(state);
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
@@ -86,6 +105,13 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint {
         .at("/assets/:file", poem::get(assets::asset))
         .nest("/", api)
         .data(body_limit)
+        .around(move |ep, mut req| {
+            let auth = auth.clone();
+            async move {
+                auth.check(&mut req).await?;
+                ep.call(req).await
+            }
+        })
         .around(|ep, req| async move {
             let method = req.method().clone();
             let path = req.uri().path().to_owned();

@@ -20,8 +20,12 @@ impl NamesApi {
     /// earliest and latest `ts` among them (UTC). Use a name and its span to query
     /// `GET /v1/metrics?name=..&sts=..&ets=..`.
     #[oai(path = "/v1/names", method = "get", operation_id = "listNames")]
-    async fn list_names(&self) -> Result<Json<NameList>, ApiError> {
-        let names = self.state.store.names().await?;
+    async fn list_names(&self, req: &poem::Request) -> Result<Json<NameList>, ApiError> {
+        let mut names = self.state.store.names().await?;
+        // A token confined to name prefixes sees only the names within them.
+        if let Some(grant) = req.extensions().get::<crate::auth::Grant>() {
+            names.retain(|stats| grant.allows_name(&stats.name));
+        }
         Ok(Json(NameList {
             names: names.into_iter().map(summary).collect(),
         }))

@@ -117,18 +117,21 @@ impl StreamApi {
         };
         let store = self.state.store.clone();
         let shutdown = self.state.shutdown.clone();
-        Ok(StreamUpgraded(ws.on_upgrade(Box::new(move |socket| {
-            Box::pin(async move {
-                let (sink, incoming) = socket.split();
-                let stream = LiveStream {
-                    store,
-                    names,
-                    shutdown,
-                    heartbeat: HEARTBEAT,
-                };
-                stream.serve(sink, incoming, rx, start).await
-            })
-        }))))
+        Ok(StreamUpgraded(
+            ws.protocols([super::ws::SUBPROTOCOL])
+                .on_upgrade(Box::new(move |socket| {
+                    Box::pin(async move {
+                        let (sink, incoming) = socket.split();
+                        let stream = LiveStream {
+                            store,
+                            names,
+                            shutdown,
+                            heartbeat: HEARTBEAT,
+                        };
+                        stream.serve(sink, incoming, rx, start).await
+                    })
+                })),
+        ))
     }
 }
 

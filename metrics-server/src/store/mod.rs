@@ -8,11 +8,14 @@ mod entity;
 mod idempotency;
 mod replay;
 mod sql;
+mod token_entity;
+mod tokens;
 
 use futures::stream::BoxStream;
 
 pub use connect::{connect, Backend};
 pub use sql::SqlStore;
+pub use tokens::{NewToken, TokenInfo, TokenStore};
 
 /// A validated metric on its way into the database.
 #[derive(Debug, Clone, PartialEq)]

@@ -80,8 +80,11 @@ export async function createDatabase(backend) {
 
 /** The real server binary, listening on `port` (0: a free one) over `databaseUrl`. */
 export class ServerProcess {
-  static async start(databaseUrl, port = 0) {
+  /** `args` and `env` are added to the command line and the environment (e.g. `--auth on`). */
+  static async start(databaseUrl, port = 0, { args = [], env = {} } = {}) {
     const server = new ServerProcess(databaseUrl);
+    server.args = args;
+    server.env = env;
     await server.spawn(port);
     return server;
   }
@@ -89,13 +92,17 @@ export class ServerProcess {
   constructor(databaseUrl) {
     this.databaseUrl = databaseUrl;
     this.log = "";
+    this.args = [];
+    this.env = {};
+    /** Sent as `Authorization: Bearer` by `post`, when set. */
+    this.token = null;
   }
 
   async spawn(port) {
     this.log = "";
-    const child = spawn(serverBinary(), ["--host", "127.0.0.1", "--port", String(port), "--database-url", this.databaseUrl, "--log", "info"], {
+    const child = spawn(serverBinary(), ["--host", "127.0.0.1", "--port", String(port), "--database-url", this.databaseUrl, "--log", "info", ...this.args], {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, NO_COLOR: "1" },
+      env: { ...process.env, NO_COLOR: "1", ...this.env },
     });
     this.child = child;
     this.exited = new Promise((done) => child.once("exit", (code, signal) => done({ code, signal })));
@@ -131,7 +138,9 @@ export class ServerProcess {
 
   async post(metrics) {
     const response = await fetch(`${this.url}/v1/metrics`, {
-      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(metrics),
+      method: "POST",
+      headers: { "content-type": "application/json", ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
+      body: JSON.stringify(metrics),
     });
     const body = await response.json();
     if (response.status !== 200) throw new Error(`POST /v1/metrics: ${response.status} ${JSON.stringify(body)}`);

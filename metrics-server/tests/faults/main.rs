@@ -11,6 +11,7 @@
 
 #![allow(unreachable_pub, missing_docs, clippy::unwrap_used)]
 
+mod auth;
 mod common;
 
 /// `crate::on_both_backends!(...)` in every module: one test per backend.
