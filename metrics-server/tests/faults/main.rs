@@ -12,6 +12,10 @@
 #![allow(unreachable_pub, missing_docs, clippy::unwrap_used)]
 
 mod common;
+mod connections;
+mod http_errors;
+mod raw;
+mod slow_clients;
 
 /// `crate::on_both_backends!(...)` in every module: one test per backend.
 #[allow(unused_imports)]
