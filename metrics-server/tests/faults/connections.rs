@@ -196,6 +196,10 @@ async fn at_the_fd_limit_accept_backs_off_logs_and_recovers() {
     let before = cpu_ticks(pid);
     tokio::time::sleep(window).await;
     let used = cpu_ticks(pid) - before;
+    eprintln!(
+        "at the fd limit with {} connections open: {used} ticks of CPU in {window:?} ({ticks}/s)",
+        idle.len()
+    );
     assert!(
         used * 2 < ticks * window.as_secs(),
         "the server used {used} ticks ({ticks}/s) in {window:?} at the fd limit: it spins"

@@ -158,3 +158,52 @@ async fn writes_need_a_json_content_type() {
     }
     assert_eq!(server.query("").await.len(), 4);
 }
+
+/// The documented exception (docs/api.md, "Answers that are not JSON"): requests hyper cannot
+/// parse into a request at all are answered by hyper itself, before the service, with an empty
+/// body, and the connection is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unparsable_requests_get_hyper_s_bare_answers_as_documented() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db).await;
+
+    let many_headers: String = (0..101).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let huge_head = format!("x-padding: {}\r\n", "a".repeat(200 << 10));
+    let long_uri = format!("/{}", "u".repeat(70 << 10));
+    for (request, status) in [
+        ("GARBAGE\r\n\r\n".to_owned(), 400),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: test\r\nBad Header\r\n\r\n".to_owned(),
+            400,
+        ),
+        (
+            "POST /v1/metrics HTTP/1.1\r\nHost: test\r\nContent-Length: x\r\n\r\n".to_owned(),
+            400,
+        ),
+        (
+            format!("GET /healthz HTTP/1.1\r\nHost: test\r\n{many_headers}\r\n"),
+            431,
+        ),
+        (
+            format!("GET /healthz HTTP/1.1\r\nHost: test\r\n{huge_head}\r\n"),
+            431,
+        ),
+        (
+            format!("GET {long_uri} HTTP/1.1\r\nHost: test\r\n\r\n"),
+            414,
+        ),
+    ] {
+        let response = exchange(server.addr, &request)
+            .await
+            .unwrap_or_else(|| panic!("an answer to {:?}", &request[..40.min(request.len())]));
+        assert_eq!(
+            response.status,
+            status,
+            "{:?}",
+            &request[..40.min(request.len())]
+        );
+        assert!(response.body.is_empty(), "{response:?}");
+    }
+    // Nothing of that disturbed the server.
+    assert_eq!(server.get("/healthz").await.0, 200);
+}

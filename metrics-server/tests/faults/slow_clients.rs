@@ -1,6 +1,6 @@
 //! Slow and stalled HTTP clients are cut off on time (issue 8, defect 3): a slowloris client
 //! sending its headers a byte at a time, a body that stops short of its `Content-Length`, an
-//! idle keep-alive connection. The server runs with short configured timeouts (hundreds of
+//! idle keep-alive connection, a client that stops reading its answer. The server runs with short configured timeouts (hundreds of
 //! milliseconds); each test waits for the close with a bound well under the timeouts that must
 //! not be the ones firing.
 //!
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use metrics_server::Config;
+use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::{connect_async, tungstenite::Message};
 
@@ -146,7 +147,7 @@ async fn the_idle_and_header_timeouts_spare_websockets() {
     // The socket outlives several idle and header timeouts without a byte from the client...
     tokio::time::sleep(Duration::from_millis(800)).await;
     server
-        .post_ok(&serde_json::json!({"name": "live", "value": 1, "ts": "2016-01-01"}))
+        .post_ok(&json!({"name": "live", "value": 1, "ts": "2016-01-01"}))
         .await;
     // ...and still delivers.
     let frame = tokio::time::timeout(Duration::from_secs(5), socket.next())
@@ -159,4 +160,55 @@ async fn the_idle_and_header_timeouts_spare_websockets() {
     };
     assert!(text.contains("\"live\""), "{text}");
     socket.close(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_nothing_is_dropped_at_the_write_timeout() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    // About 8 MiB of answer: more than the kernel buffers on both ends of a loopback socket
+    // with a small receive buffer.
+    let writer = TestServer::start(&db).await;
+    let pad = "p".repeat(1000);
+    for batch in 0..4 {
+        let metrics: Vec<_> = (0..2000)
+            .map(|i| json!({"name": "big", "value": batch * 2000 + i, "ts": "2016-01-01", "pad": pad}))
+            .collect();
+        writer.post_ok(&Value::Array(metrics)).await;
+    }
+    writer.stop().await;
+    // A single place under the cap, so that whether the stalled client still holds it shows.
+    let server = server_with(&db, |c| {
+        c.write_timeout = Duration::from_millis(300);
+        c.max_connections = 1;
+    })
+    .await;
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(server.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /v1/metrics?name=big HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+
+    // The stalled reader holds the only place under the cap until the server drops it; it is
+    // never read from, so only the write timeout can free the place.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut probe = connect(server.addr).await;
+        probe.write_all(HEALTHZ.as_bytes()).await.unwrap();
+        let response = read_response(&mut probe, Duration::from_secs(5))
+            .await
+            .expect("an answer");
+        if response.status == 200 {
+            break;
+        }
+        assert_eq!(response.status, 503, "{response:?}");
+        assert!(
+            Instant::now() < deadline,
+            "a client that reads nothing still holds its connection after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stalled);
 }
