@@ -1,8 +1,8 @@
 //! Slow and stalled HTTP clients are cut off on time (issue 8, defect 3): a slowloris client
 //! sending its headers a byte at a time, a body that stops short of its `Content-Length`, an
-//! idle keep-alive connection, a client that stops reading its answer. The server runs with short configured timeouts (hundreds of
-//! milliseconds); each test waits for the close with a bound well under the timeouts that must
-//! not be the ones firing.
+//! idle keep-alive connection, a client that stops reading its answer. The server runs with
+//! short configured timeouts (hundreds of milliseconds); each test waits for the close with a
+//! bound well under the timeouts that must not be the ones firing.
 //!
 //! These are transport tests: they never touch what the database stores, so they run on SQLite
 //! only.
