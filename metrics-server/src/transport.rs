@@ -633,7 +633,8 @@ impl GuardedIo {
         }
     }
 
-    /// Passes a write's outcome through, failing it once it has waited `write_timeout`.
+    /// Passes a write's outcome through, failing it once writes have made no progress for
+    /// `write_timeout`.
     fn deadline<T>(
         &mut self,
         cx: &mut Context<'_>,
@@ -702,14 +703,14 @@ impl AsyncWrite for GuardedIo {
         self.stream.is_write_vectored()
     }
 
+    // A TCP socket's flush and shutdown never wait (the kernel has the bytes), so they are not
+    // progress either: only writes count.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let poll = Pin::new(&mut self.stream).poll_flush(cx);
-        self.deadline(cx, poll)
+        Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let poll = Pin::new(&mut self.stream).poll_shutdown(cx);
-        self.deadline(cx, poll)
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
