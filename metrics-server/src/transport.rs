@@ -28,7 +28,10 @@ use std::{
     io,
     net::SocketAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     task::{ready, Context, Poll},
     time::Duration,
 };
@@ -48,7 +51,7 @@ use poem::{
     Addr, Body, Endpoint, IntoResponse, Request, RequestParts, Response,
 };
 use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
     net::{TcpListener, TcpStream},
     sync::{watch, OwnedSemaphorePermit, Semaphore},
     time::{Instant, Sleep},
@@ -108,6 +111,10 @@ const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// A repeating warning (accept errors, shedding) is logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(10);
+/// After answering a request whose body it did not read, the server reads and discards what the
+/// client still sends for up to this long before closing: closing with unread data would send a
+/// reset, which can destroy the answer before the client reads it (nginx's `lingering_close`).
+const LINGER: Duration = Duration::from_secs(5);
 
 /// Raises the soft limit on open files to the hard limit, where the system allows it, so that
 /// `--max-connections` fits; warns when it still does not.
@@ -275,11 +282,13 @@ async fn serve_connection<E: Endpoint + 'static>(
     let limits = shared.limits;
     let (phase, mut watch_phase) = watch::channel(Phase::Head(Instant::now()));
     let phase: PhaseCell = Arc::new(phase);
+    let linger = Arc::new(AtomicBool::new(false));
     let io = GuardedIo::new(
         stream,
         limits.write_timeout,
         Some(phase.clone()),
         Some(permit),
+        linger.clone(),
     );
 
     let service = service_fn({
@@ -288,8 +297,9 @@ async fn serve_connection<E: Endpoint + 'static>(
         move |request: http::Request<Incoming>| {
             let in_flight = InFlight::begin(phase.clone());
             let shared = shared.clone();
+            let linger = linger.clone();
             async move {
-                let response = handle(&shared, peer, request).await;
+                let response = handle(&shared, peer, request, &linger).await;
                 let response: http::Response<BoxBody<Bytes, io::Error>> = response.into();
                 Ok::<_, Infallible>(response.map(|body| TrackedBody {
                     body,
@@ -338,13 +348,34 @@ async fn serve_connection<E: Endpoint + 'static>(
     }
 }
 
-/// One request: the header-size check, the body deadline, then poem's endpoint.
+/// One request: the header-size check, the body deadline, then poem's endpoint. An answer given
+/// before the body was read whole closes the connection (the rest of the body is not read), and
+/// says so with `Connection: close`, so that a client does not send its next request on it.
 async fn handle<E: Endpoint>(
     shared: &Shared<E>,
     peer: SocketAddr,
     request: http::Request<Incoming>,
+    linger: &AtomicBool,
 ) -> Response {
     let (parts, body) = request.into_parts();
+    let complete = Arc::new(AtomicBool::new(body.is_end_stream()));
+    let mut response = respond(shared, peer, parts, body, complete.clone()).await;
+    if !complete.load(Ordering::Acquire) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        linger.store(true, Ordering::Release);
+    }
+    response
+}
+
+async fn respond<E: Endpoint>(
+    shared: &Shared<E>,
+    peer: SocketAddr,
+    parts: http::request::Parts,
+    body: Incoming,
+    complete: Arc<AtomicBool>,
+) -> Response {
     let head = head_size(&parts);
     if head > shared.limits.max_header_size {
         let mut response = ApiError::new(
@@ -361,7 +392,7 @@ async fn handle<E: Endpoint>(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return response;
     }
-    let body = TimedBody::new(body, shared.limits.body_timeout);
+    let body = TimedBody::new(body, shared.limits.body_timeout, complete);
     let parts = RequestParts::from((
         parts,
         LocalAddr(Addr::SocketAddr(shared.local)),
@@ -404,7 +435,9 @@ fn shed<E>(shared: &Shared<E>, stream: TcpStream) {
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             Ok::<_, Infallible>(http::Response::<BoxBody<Bytes, io::Error>>::from(response))
         });
-        let io = GuardedIo::new(stream, limits.write_timeout, None, None);
+        // The request is never read: linger so that the answer is not lost to a reset.
+        let linger = Arc::new(AtomicBool::new(true));
+        let io = GuardedIo::new(stream, limits.write_timeout, None, None, linger);
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_timeout)
@@ -553,6 +586,8 @@ impl HttpBody for TrackedBody {
 /// [`io::ErrorKind::TimedOut`].
 struct TimedBody {
     body: Incoming,
+    /// Set once the body has been read to its end.
+    complete: Arc<AtomicBool>,
     timeout: Duration,
     deadline: Instant,
     /// Armed on the first wait, so a body that is already complete costs no timer.
@@ -560,9 +595,10 @@ struct TimedBody {
 }
 
 impl TimedBody {
-    fn new(body: Incoming, timeout: Duration) -> TimedBody {
+    fn new(body: Incoming, timeout: Duration, complete: Arc<AtomicBool>) -> TimedBody {
         TimedBody {
             body,
+            complete,
             timeout,
             deadline: Instant::now() + timeout,
             timer: None,
@@ -580,6 +616,9 @@ impl HttpBody for TimedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            if frame.is_none() || this.body.is_end_stream() {
+                this.complete.store(true, Ordering::Release);
+            }
             return Poll::Ready(frame.map(|frame| frame.map_err(io::Error::other)));
         }
         let deadline = this.deadline;
@@ -609,12 +648,17 @@ impl HttpBody for TimedBody {
 /// holds the connection's place under the cap for as long as it lives (through a WebSocket
 /// upgrade too).
 struct GuardedIo {
-    stream: TcpStream,
+    /// Always `Some` until dropped (then it may linger in a task of its own).
+    stream: Option<TcpStream>,
     write_timeout: Duration,
     /// Armed while a write waits; reset by any progress.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// Set once the write deadline fired: a client that reads nothing gets no lingering.
+    write_failed: bool,
     phase: Option<PhaseCell>,
-    _permit: Option<OwnedSemaphorePermit>,
+    permit: Option<OwnedSemaphorePermit>,
+    /// Set when an answer went out before its request body was read whole: see [`LINGER`].
+    linger: Arc<AtomicBool>,
 }
 
 impl GuardedIo {
@@ -623,14 +667,24 @@ impl GuardedIo {
         write_timeout: Duration,
         phase: Option<PhaseCell>,
         permit: Option<OwnedSemaphorePermit>,
+        linger: Arc<AtomicBool>,
     ) -> GuardedIo {
         GuardedIo {
-            stream,
+            stream: Some(stream),
             write_timeout,
             stalled: None,
+            write_failed: false,
             phase,
-            _permit: permit,
+            permit,
+            linger,
         }
+    }
+
+    fn stream(&mut self) -> io::Result<Pin<&mut TcpStream>> {
+        self.stream
+            .as_mut()
+            .map(Pin::new)
+            .ok_or_else(|| io::ErrorKind::NotConnected.into())
     }
 
     /// Passes a write's outcome through, failing it once writes have made no progress for
@@ -649,10 +703,33 @@ impl GuardedIo {
             .stalled
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         ready!(timer.as_mut().poll(cx));
+        self.write_failed = true;
         Poll::Ready(Err(io::Error::new(
             io::ErrorKind::TimedOut,
             format!("the client read nothing for {timeout:?} (--write-timeout)"),
         )))
+    }
+}
+
+impl Drop for GuardedIo {
+    fn drop(&mut self) {
+        if self.write_failed || !self.linger.load(Ordering::Acquire) {
+            return;
+        }
+        let (Some(mut stream), Ok(runtime)) =
+            (self.stream.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        // The socket keeps its place under the cap while it lingers.
+        let permit = self.permit.take();
+        runtime.spawn(async move {
+            let _permit = permit;
+            let _ = stream.shutdown().await;
+            let mut sink = [0u8; 4096];
+            let drain = async { while let Ok(1..) = stream.read(&mut sink).await {} };
+            let _ = tokio::time::timeout(LINGER, drain).await;
+        });
     }
 }
 
@@ -663,7 +740,10 @@ impl AsyncRead for GuardedIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let poll = Pin::new(&mut self.stream).poll_read(cx, buf);
+        let poll = match self.stream() {
+            Ok(stream) => stream.poll_read(cx, buf),
+            Err(err) => return Poll::Ready(Err(err)),
+        };
         if buf.filled().len() > before {
             if let Some(phase) = &self.phase {
                 // The first byte after an idle spell starts the header deadline.
@@ -686,7 +766,10 @@ impl AsyncWrite for GuardedIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
+        let poll = match self.stream() {
+            Ok(stream) => stream.poll_write(cx, buf),
+            Err(err) => return Poll::Ready(Err(err)),
+        };
         self.deadline(cx, poll)
     }
 
@@ -695,22 +778,33 @@ impl AsyncWrite for GuardedIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        let poll = match self.stream() {
+            Ok(stream) => stream.poll_write_vectored(cx, bufs),
+            Err(err) => return Poll::Ready(Err(err)),
+        };
         self.deadline(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        self.stream
+            .as_ref()
+            .is_some_and(|stream| stream.is_write_vectored())
     }
 
     // A TCP socket's flush and shutdown never wait (the kernel has the bytes), so they are not
     // progress either: only writes count.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        match self.stream() {
+            Ok(stream) => stream.poll_flush(cx),
+            Err(err) => Poll::Ready(Err(err)),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        match self.stream() {
+            Ok(stream) => stream.poll_shutdown(cx),
+            Err(err) => Poll::Ready(Err(err)),
+        }
     }
 }
 

@@ -46,6 +46,7 @@ async fn a_content_length_over_the_limit_gets_413_before_the_body() {
             .await
             .unwrap_or_else(|| panic!("Content-Length {length}: no answer without the body"));
         assert_eq!(response.status, 413, "Content-Length {length}");
+        assert_eq!(response.header("connection"), Some("close"));
         let answer = response.json();
         assert_eq!(answer["code"], "payload_too_large", "{answer}");
         assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
@@ -55,6 +56,37 @@ async fn a_content_length_over_the_limit_gets_413_before_the_body() {
         .post(r#"{"name": "fits", "value": 1, "ts": "2016-01-01"}"#)
         .await;
     assert_eq!(status, 200);
+}
+
+/// An answer given before the body is read must still reach a client that is busy sending it
+/// (closing a socket with unread data resets it, which can destroy the answer), and the client
+/// must not reuse the connection the server is about to close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_413_reaches_a_client_still_sending_its_body() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = db.config();
+    config.body_limit = 16 << 10;
+    let server = TestServer::start_with(config).await;
+    let big = format!(
+        r#"{{"name": "big", "value": 1, "ts": "2016-01-01", "pad": "{}"}}"#,
+        "x".repeat(4 << 20)
+    );
+    // One pooled client, as an SDK would use: every answer arrives, and the next request on the
+    // same client finds a working connection.
+    for _ in 0..10 {
+        let response = server
+            .http
+            .post(server.url("/v1/metrics"))
+            .header("content-type", "application/json")
+            .body(big.clone())
+            .send()
+            .await
+            .expect("the 413 arrives, not a reset");
+        assert_eq!(response.status(), 413);
+        assert_eq!(response.headers()["connection"], "close");
+        let (status, _) = server.get("/healthz").await;
+        assert_eq!(status, 200);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
