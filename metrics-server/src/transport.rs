@@ -16,7 +16,10 @@
 //! - **connection cap**: at most `max_connections` connections, WebSockets included; one more
 //!   gets `503` JSON with `Retry-After` and is closed;
 //! - **header size**: a request line plus headers over `max_header_size` gets `431` JSON;
-//! - **accept errors** back off from 10 ms, doubling to 1 s, and are logged at most every 10 s.
+//! - **accept errors** back off from 10 ms, doubling to 1 s, and are logged at most every 10 s;
+//! - an answer given **before the request body was read** whole says `Connection: close`, and
+//!   the socket lingers (reads and discards) for up to [`LINGER`] before closing, so that a
+//!   reset does not destroy the answer.
 //!
 //! The deadlines of a connection follow its [`Phase`]: the socket reports bytes read, the service
 //! reports requests starting and their responses finishing, and a watchdog closes the connection
