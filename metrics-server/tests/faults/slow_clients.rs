@@ -212,3 +212,36 @@ async fn a_client_that_reads_nothing_is_dropped_at_the_write_timeout() {
     }
     drop(stalled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_cannot_hold_up_a_shutdown_past_its_timeout() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = server_with(&db, |c| c.shutdown_timeout = Duration::from_millis(300)).await;
+
+    // A POST whose body stops short (in flight, waiting for its body), a client halfway through
+    // its headers, and one that sends nothing: with 60 s timeouts, none ends by itself.
+    let mut short_body = connect(server.addr).await;
+    short_body
+        .write_all(
+            b"POST /v1/metrics HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"name\":",
+        )
+        .await
+        .unwrap();
+    let mut half_head = connect(server.addr).await;
+    half_head
+        .write_all(b"GET /healthz HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let mut silent = connect(server.addr).await;
+    // Accepted in order: once this is answered, the three above are being served.
+    let (status, _) = server.get("/healthz").await;
+    assert_eq!(status, 200);
+
+    tokio::time::timeout(Duration::from_secs(5), server.stop())
+        .await
+        .expect("the server stopped within 5 s with a 300 ms shutdown timeout");
+    for stream in [&mut short_body, &mut half_head, &mut silent] {
+        assert!(closed_within(stream, Duration::from_secs(5)).await);
+    }
+}
