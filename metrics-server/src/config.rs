@@ -69,6 +69,36 @@ pub struct Config {
     #[arg(long, env = "METRICS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Longest time a client may take to send a request's line and headers, from the connection's
+    /// start or its first byte after an idle spell; the connection is then closed.
+    #[arg(long, env = "METRICS_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Longest time a client may take to send a whole request body, from the end of its
+    /// headers; a body still incomplete then gets 408 `request_timeout`.
+    #[arg(long, env = "METRICS_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// How long a keep-alive connection may sit idle, with no request in flight, before the
+    /// server closes it.
+    #[arg(long, env = "METRICS_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Longest time a write to a client may make no progress (the client reads nothing); the
+    /// connection, WebSockets included, is then dropped.
+    #[arg(long, env = "METRICS_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
+
+    /// Most client connections open at once, WebSockets included; a connection over the cap
+    /// gets 503 `unavailable` with `Retry-After` and is closed.
+    #[arg(long, env = "METRICS_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+
+    /// Largest request line plus headers, in bytes or with a unit; larger gets 431
+    /// `headers_too_large`.
+    #[arg(long, env = "METRICS_MAX_HEADER_SIZE", default_value = "32KiB", value_parser = parse_size)]
+    pub max_header_size: usize,
+
     /// Whether requests need a token: `on`, `off`, or `auto` (on when a token exists or the
     /// server listens beyond loopback; decided at start). Beyond loopback with no token the
     /// server refuses to start unless `off`. See docs/security.md.
@@ -183,6 +213,21 @@ mod tests {
         assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 5000));
         assert_eq!(c.database_url, "sqlite://metrics.db");
         assert_eq!(c.body_limit, 16 << 20);
+        assert_eq!(
+            (
+                c.header_timeout,
+                c.body_timeout,
+                c.idle_timeout,
+                c.write_timeout
+            ),
+            (
+                Duration::from_secs(10),
+                Duration::from_secs(30),
+                Duration::from_secs(60),
+                Duration::from_secs(30)
+            )
+        );
+        assert_eq!((c.max_connections, c.max_header_size), (512, 32 << 10));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! | [`hub`] | fan-out of committed metrics to live subscribers, and its lag policy |
 //! | [`store`] | the [`MetricStore`](store::MetricStore) trait and its SQL implementation |
 //! | [`telemetry`] | logging to stderr and a file |
+//! | `transport` | accepting and serving connections: timeouts, the connection cap, header size |
 //!
 //! # Example
 //!
@@ -41,19 +42,16 @@ pub mod store;
 pub mod telemetry;
 
 mod api;
+mod transport;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use poem::{
-    listener::{Acceptor, TcpAcceptor},
-    web::{LocalAddr, RemoteAddr},
-    Endpoint,
-};
+use poem::Endpoint;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::{api::ApiError, config::Config};
+pub use crate::{api::ApiError, config::Config, transport::raise_fd_limit};
 use crate::{
     hub::Hub,
     ingest::Ingest,
@@ -88,6 +86,8 @@ pub struct Server {
     writer: JoinHandle<()>,
     /// How long shutdown waits for requests in flight.
     shutdown_timeout: Duration,
+    /// The transport's deadlines and limits.
+    limits: transport::Limits,
 }
 
 impl Server {
@@ -124,6 +124,7 @@ impl Server {
             },
             writer,
             shutdown_timeout: config.shutdown_timeout,
+            limits: transport::Limits::from_config(config),
         }
     }
 
@@ -140,6 +141,10 @@ impl Server {
     /// Serves on `listener` until `shutdown` resolves, then shuts down gracefully: stops
     /// accepting, finishes the requests in flight (every acknowledged write is committed),
     /// closes the live sockets with 1001, and waits for the writer to drain.
+    ///
+    /// Connections are served under the configured deadlines and limits (`--header-timeout`,
+    /// `--body-timeout`, `--idle-timeout`, `--write-timeout`, `--max-connections`,
+    /// `--max-header-size`); see the `transport` module.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -149,6 +154,7 @@ impl Server {
             state,
             writer,
             shutdown_timeout,
+            limits,
         } = self;
         let token = state.shutdown.clone();
         let app = api::routes(state);
@@ -157,9 +163,7 @@ impl Server {
             tracing::info!("shutting down: finishing requests in flight");
             token.cancel();
         };
-        poem::Server::new_with_acceptor(NoDelay(TcpAcceptor::from_tokio(listener)?))
-            .run_with_graceful_shutdown(app, signal, Some(shutdown_timeout))
-            .await?;
+        transport::serve(listener, app, limits, signal, shutdown_timeout).await?;
         // The service (and with it every handle to the writer) is gone: the writer drains its
         // queue and stops.
         match tokio::time::timeout(shutdown_timeout, writer).await {
@@ -168,26 +172,6 @@ impl Server {
         }
         tracing::info!("stopped");
         Ok(())
-    }
-}
-
-/// Accepts TCP connections with Nagle's algorithm off: a live frame or a small answer goes out
-/// at once instead of waiting for the peer to acknowledge the previous segment.
-struct NoDelay(TcpAcceptor);
-
-impl Acceptor for NoDelay {
-    type Io = tokio::net::TcpStream;
-
-    fn local_addr(&self) -> Vec<LocalAddr> {
-        self.0.local_addr()
-    }
-
-    async fn accept(
-        &mut self,
-    ) -> std::io::Result<(Self::Io, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
-        let accepted = self.0.accept().await?;
-        accepted.0.set_nodelay(true)?;
-        Ok(accepted)
     }
 }
 

@@ -20,6 +20,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let _log_guard = telemetry::init(&config.log, config.log_file.as_deref())?;
 
+    metrics_server::raise_fd_limit(config.max_connections);
     let server = Server::start(&config).await?;
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
         .await

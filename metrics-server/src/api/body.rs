@@ -73,7 +73,17 @@ impl<'a> ApiExtractor<'a> for MetricsBody {
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
         let format = match request.content_type() {
-            None => Format::Json,
+            // Without a content type a browser may send this cross-site (a "simple" request,
+            // no CORS preflight): only a JSON type proves a client that meant it.
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    ErrorCode::UnsupportedMediaType,
+                    "the request has no Content-Type; send Content-Type: application/json (or \
+                     application/x-ndjson)",
+                )
+                .into());
+            }
             Some(content_type) if is_json(content_type) => Format::Json,
             Some(content_type) if is_ndjson(content_type) => Format::Ndjson,
             Some(content_type) => {
@@ -106,12 +116,24 @@ impl<'a> ApiExtractor<'a> for MetricsBody {
             },
         };
         let limit = request.data::<BodyLimit>().map_or(usize::MAX, |l| l.0);
+        // A declared length over the limit is refused before a byte of the body is read.
+        if declared_length(request).is_some_and(|length| length > limit as u64) {
+            return Err(too_large(limit).into());
+        }
         let bytes = body
             .take()?
             .into_bytes_limit(limit)
             .await
             .map_err(|err| match err {
                 ReadBodyError::PayloadTooLarge => too_large(limit),
+                // The transport's --body-timeout.
+                ReadBodyError::Io(err) if err.kind() == std::io::ErrorKind::TimedOut => {
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        ErrorCode::RequestTimeout,
+                        format!("{err}; send the body faster or in smaller batches"),
+                    )
+                }
                 other => ApiError::bad_request(
                     ErrorCode::BadRequest,
                     format!("could not read the request body: {other}"),
@@ -150,6 +172,18 @@ impl Format {
             Format::Ndjson => parse_ndjson(bytes),
         }
     }
+}
+
+/// The `Content-Length` of a request, when it has a valid one.
+fn declared_length(request: &Request) -> Option<u64> {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn too_large(limit: usize) -> ApiError {

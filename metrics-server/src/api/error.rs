@@ -131,10 +131,12 @@ const ERROR_RESPONSES: &[(u16, &str)] = &[
     (403, "The token lacks the route's scope, or the metric names are outside its prefixes."),
     (404, "No such route."),
     (405, "The route does not accept this method."),
-    (413, "The request body is over the server's limit (`--body-limit`)."),
-    (415, "The request's Content-Type is not one the route accepts."),
+    (408, "The request body did not arrive whole within `--body-timeout`. Nothing was stored."),
+    (413, "The request body is over the server's limit (`--body-limit`); a `Content-Length` over it is refused before the body is read."),
+    (415, "The request's Content-Type is missing or not one the route accepts (`POST /v1/metrics`: `application/json` or `application/x-ndjson`)."),
+    (431, "The request line and headers are over the server's limit (`--max-header-size`)."),
     (500, "The server failed. Nothing of the request was stored; the details are in the server log."),
-    (503, "The server is shutting down or its database is unreachable. Nothing was stored; retry after `Retry-After` seconds."),
+    (503, "The server is shutting down, at its connection limit (`--max-connections`), or its database is unreachable. Nothing was stored; retry after `Retry-After` seconds."),
 ];
 
 impl ApiResponse for ApiError {

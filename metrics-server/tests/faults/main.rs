@@ -13,6 +13,10 @@
 
 mod auth;
 mod common;
+mod connections;
+mod http_errors;
+mod raw;
+mod slow_clients;
 
 /// `crate::on_both_backends!(...)` in every module: one test per backend.
 #[allow(unused_imports)]
