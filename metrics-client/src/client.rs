@@ -349,7 +349,7 @@ impl Client {
     ///
     /// let recorder = client.recorder().build();
     /// recorder.record(Metric::new("requests", 1))?;
-    /// let undelivered = recorder.close().await;
+    /// let undelivered = recorder.close().await?;
     /// assert!(undelivered.is_empty());
     /// # Ok(())
     /// # }
