@@ -48,6 +48,7 @@
 //! | `subscription` | [`Subscription`]: a `Stream` that reconnects and resumes from its cursor |
 //! | `recorder` | [`Recorder`]: batching, retries with idempotency keys, flush and close |
 //! | `error` | [`Error`], the one error type, with [`Error::Api`] for the server's errors |
+//! | [`json`] | `serde_json`'s `Value`, `Map` and `json!`, for extra keys |
 //!
 //! The guide is `docs/client.md` in the repository.
 

@@ -33,14 +33,19 @@ use tokio::{
     time::Instant,
 };
 
-use crate::{error::Failure, Client, Error, Metric, Result};
+use crate::{
+    error::Failure,
+    subscription::{FIRST_BACKOFF, MAX_BACKOFF},
+    Client, Error, Metric, Result,
+};
 
 /// Metrics that could not be delivered, and why.
 #[derive(Debug)]
 pub struct Undelivered {
     /// The metrics, none of which is stored.
     pub metrics: Vec<Metric>,
-    /// The last error met trying to deliver them.
+    /// The last error met trying to deliver them, or [`Error::RetryExpired`] when `retry_for`
+    /// ran out first.
     pub error: Error,
 }
 
@@ -315,7 +320,7 @@ impl Recorder {
     /// # }
     /// ```
     pub async fn flush(&self) -> Result<Vec<Undelivered>> {
-        let deadline = FlushDeadline::new(&self.shared, Instant::now() + self.retry_for);
+        let deadline = FlushDeadline::new(&self.shared, after(self.retry_for));
         let (done, answer) = oneshot::channel();
         let flush = Command::Flush {
             id: deadline.id,
@@ -417,13 +422,13 @@ impl Task<'_> {
         if batch.is_empty() {
             return;
         }
-        let own = Instant::now() + self.settings.retry_for;
+        let own = after(self.settings.retry_for);
         let deadline = self
             .shared
             .deadline(flush_deadline.map_or(own, |flush| flush.min(own)));
         let client = &self.settings.client;
         let key = uuid::Uuid::new_v4().simple().to_string();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = FIRST_BACKOFF;
         let mut start = 0;
         let mut refreshed = false;
         'split: loop {
@@ -508,18 +513,26 @@ impl Task<'_> {
     }
 }
 
+/// The instant `wait` from now; a `retry_for` too large to add (`Duration::MAX` for "forever")
+/// means a deadline decades away.
+fn after(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
+}
+
 /// Sleeps before the next attempt when `failure` may pass and time remains; false otherwise.
 async fn wait_to_retry(failure: &Failure, deadline: Instant, backoff: &mut Duration) -> bool {
     if !failure.error.is_retryable() || matches!(failure.error, Error::RetryExpired { .. }) {
         return false;
     }
     let wait = failure.retry_after.unwrap_or(*backoff);
-    if Instant::now() + wait > deadline {
+    if after(wait) > deadline {
         return false;
     }
     tracing::debug!(error = %failure.error, ?wait, "recorder retrying a batch");
     tokio::time::sleep(wait).await;
-    *backoff = (*backoff * 2).min(Duration::from_secs(5));
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
     true
 }
 
@@ -549,5 +562,11 @@ mod tests {
             other => panic!("expected RecorderStopped, got {other:?}"),
         }
         assert!(task.await.unwrap_err().is_panic());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_for_may_be_forever() {
+        let far = after(Duration::MAX);
+        assert!(far > Instant::now() + Duration::from_secs(10 * 365 * 86_400));
     }
 }

@@ -6,13 +6,15 @@
 //! `cargo test -p metrics-client --test doc_snippets` (no server: the snippets are compiled,
 //! not run; the other tests run the same calls against a real server).
 
-// The snippets are fragments: they bind values they do not use and rebind names.
+// The snippets are fragments: they bind values they do not use, rebind names and, like the
+// README's curl examples, call things `foo`.
 #![allow(
     unused_variables,
     unused_mut,
     dead_code,
     missing_docs,
-    clippy::unwrap_used
+    clippy::unwrap_used,
+    clippy::disallowed_names
 )]
 
 use metrics_client::{Client, Metric, Result, Timestamp};
