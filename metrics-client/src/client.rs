@@ -411,7 +411,15 @@ impl Client {
             return false;
         }
         *self.cached_limits() = None;
-        match self.limits_or_failure().await {
+        // The server may close the connection that carried the refused body, and the pool may
+        // hand that connection to this request before noticing: a fresh one answers.
+        let limits = match self.limits_or_failure().await {
+            Err(failure) if matches!(failure.error, Error::Transport(_)) => {
+                self.limits_or_failure().await
+            }
+            other => other,
+        };
+        match limits {
             Ok(limits) => u64::try_from(body_len).map_or(true, |len| len > limits.max_body_bytes),
             Err(_) => false,
         }
