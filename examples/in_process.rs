@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..250 {
         recorder.record(Metric::new("hot.path", i))?;
     }
-    let undelivered = recorder.close().await;
+    let undelivered = recorder.close().await?;
     anyhow::ensure!(undelivered.is_empty(), "undelivered: {undelivered:?}");
     let hot = client.query().name("hot.path").await?;
     println!("recorder: {} delivered", hot.len());

@@ -39,7 +39,7 @@ struct Inner {
     /// The server's base URL, ending in `/`.
     base: Url,
     /// Sent as `Authorization: Bearer ..` on every request, WebSockets included.
-    token: Option<String>,
+    token: Option<Secret>,
     /// Sent as `User-Agent` on every request, WebSockets included.
     user_agent: String,
     /// Applied to every request except streamed queries, whose length has no bound.
@@ -47,6 +47,24 @@ struct Inner {
     /// The server's limits, fetched on the first batch and again after a 413 (the server may
     /// have been restarted with other limits).
     limits: std::sync::Mutex<Option<Limits>>,
+}
+
+/// A credential that `Debug` prints as `***`, so that logging a client or its builder cannot
+/// leak it.
+#[derive(Clone)]
+struct Secret(String);
+
+impl Secret {
+    /// The credential itself, for the one place that sends it.
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// Options of a [`Client`]: timeout, bearer token, user agent, or a reqwest client of your own.
@@ -67,7 +85,7 @@ struct Inner {
 #[must_use]
 pub struct ClientBuilder {
     timeout: Option<Duration>,
-    token: Option<String>,
+    token: Option<Secret>,
     user_agent: Option<String>,
     http: Option<reqwest::Client>,
 }
@@ -100,7 +118,7 @@ impl ClientBuilder {
     ///     .unwrap();
     /// ```
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
+        self.token = Some(Secret(token.into()));
         self
     }
 
@@ -294,7 +312,7 @@ impl Client {
     ///
     /// ```no_run
     /// # async fn run(client: metrics_client::Client) -> metrics_client::Result<()> {
-    /// let cpu = client.query().name("cpu").start(metrics_client::Timestamp::parse("2016-01-01").unwrap()).await?;
+    /// let cpu = client.query().name("cpu").start(metrics_client::Timestamp::parse("2016-01-01")?).await?;
     /// # Ok(())
     /// # }
     /// ```
@@ -331,7 +349,7 @@ impl Client {
     ///
     /// let recorder = client.recorder().build();
     /// recorder.record(Metric::new("requests", 1))?;
-    /// let undelivered = recorder.close().await;
+    /// let undelivered = recorder.close().await?;
     /// assert!(undelivered.is_empty());
     /// # Ok(())
     /// # }
@@ -393,7 +411,15 @@ impl Client {
             return false;
         }
         *self.cached_limits() = None;
-        match self.limits_or_failure().await {
+        // The server may close the connection that carried the refused body, and the pool may
+        // hand that connection to this request before noticing: a fresh one answers.
+        let limits = match self.limits_or_failure().await {
+            Err(failure) if matches!(failure.error, Error::Transport(_)) => {
+                self.limits_or_failure().await
+            }
+            other => other,
+        };
+        match limits {
             Ok(limits) => u64::try_from(body_len).map_or(true, |len| len > limits.max_body_bytes),
             Err(_) => false,
         }
@@ -480,7 +506,7 @@ impl Client {
             .request(method, url)
             .header(header::USER_AGENT, &self.inner.user_agent);
         if let Some(token) = &self.inner.token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose());
         }
         request
     }
@@ -498,7 +524,7 @@ impl Client {
     pub(crate) fn ws_headers(&self) -> Vec<(header::HeaderName, String)> {
         let mut headers = vec![(header::USER_AGENT, self.inner.user_agent.clone())];
         if let Some(token) = &self.inner.token {
-            headers.push((header::AUTHORIZATION, format!("Bearer {token}")));
+            headers.push((header::AUTHORIZATION, format!("Bearer {}", token.expose())));
         }
         headers
     }
@@ -507,4 +533,36 @@ impl Client {
 /// Whether the server refused a body as too large (its limit may have changed).
 pub(crate) fn is_too_large(error: &Error) -> bool {
     matches!(error, Error::Api { status, .. } if *status == reqwest::StatusCode::PAYLOAD_TOO_LARGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_bearer_token() {
+        let builder = Client::builder().bearer_token("s3cr3t-t0ken");
+        let shown = format!("{builder:?}");
+        assert!(!shown.contains("s3cr3t-t0ken"), "{shown}");
+        assert!(shown.contains("***"), "{shown}");
+
+        let client = builder.build("http://127.0.0.1:5000").unwrap();
+        for shown in [format!("{client:?}"), format!("{client:#?}")] {
+            assert!(!shown.contains("s3cr3t-t0ken"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
+        }
+        // Hidden from Debug, still sent: on HTTP requests and on the WebSocket handshake.
+        let request = client
+            .request(reqwest::Method::GET, "v1/limits")
+            .build()
+            .unwrap();
+        assert_eq!(
+            request.headers()[header::AUTHORIZATION],
+            "Bearer s3cr3t-t0ken"
+        );
+        assert!(client
+            .ws_headers()
+            .iter()
+            .any(|(name, value)| name == header::AUTHORIZATION && value == "Bearer s3cr3t-t0ken"));
+    }
 }

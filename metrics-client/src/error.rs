@@ -48,9 +48,27 @@ pub enum Error {
         /// The buffer's capacity.
         capacity: usize,
     },
-    /// The recorder was closed; it takes no more metrics.
-    #[error("the recorder is closed")]
-    RecorderClosed,
+    /// The recorder's background task is gone: it panicked, or the tokio runtime it ran on shut
+    /// down. Nothing more can be recorded or sent.
+    #[error("the recorder's background task stopped (it panicked or its runtime shut down); {unconfirmed} recorded metrics were neither confirmed stored nor handed back")]
+    RecorderStopped {
+        /// How many metrics `record` took that were neither confirmed stored nor handed back as
+        /// [`Undelivered`](crate::Undelivered): count them as lost (a batch that was in flight
+        /// when the task died may have been stored).
+        unconfirmed: u64,
+    },
+    /// The recorder's `retry_for` ran out before these metrics could be delivered: an attempt
+    /// was still unanswered at the deadline, or the batch came due after the deadline of a
+    /// flush and was not sent at all. Sending them again later may succeed.
+    #[error("not delivered within the recorder's retry_for of {retry_for:?}")]
+    RetryExpired {
+        /// The recorder's `retry_for`.
+        retry_for: Duration,
+    },
+    /// A string is not a timestamp: from [`Timestamp::parse`](crate::Timestamp::parse), so
+    /// that `?` works on it in a function returning [`Result`].
+    #[error(transparent)]
+    Timestamp(#[from] metrics_types::TimestampError),
 }
 
 /// A `Result` with the client's [`Error`].
@@ -77,6 +95,7 @@ impl Error {
                 status.is_server_error() || *status == reqwest::StatusCode::TOO_MANY_REQUESTS
             }
             Error::Transport(err) => !err.is_builder() && !err.is_redirect(),
+            Error::RetryExpired { .. } => true,
             _ => false,
         }
     }
@@ -152,6 +171,24 @@ mod tests {
         }
         assert!(!Error::InvalidMetric("nan".into()).is_retryable());
         assert!(!Error::Decode("truncated".into()).is_retryable());
+        assert!(Error::RetryExpired {
+            retry_for: Duration::from_secs(1)
+        }
+        .is_retryable());
+        assert!(!Error::RecorderStopped { unconfirmed: 3 }.is_retryable());
+    }
+
+    fn parse_day(text: &str) -> Result<metrics_types::Timestamp> {
+        Ok(metrics_types::Timestamp::parse(text)?)
+    }
+
+    #[test]
+    fn a_bad_timestamp_converts_with_question_mark_and_keeps_its_message() {
+        assert!(parse_day("2016-01-01").is_ok());
+        let err = parse_day("2016-13-01").unwrap_err();
+        assert!(matches!(err, Error::Timestamp(_)), "{err:?}");
+        assert!(err.to_string().contains("2016-13-01"), "{err}");
+        assert!(!err.is_retryable());
     }
 
     fn response(status: u16, retry_after: Option<&str>, body: &str) -> reqwest::Response {

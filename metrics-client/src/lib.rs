@@ -20,7 +20,7 @@
 //! client.record_batch(batch).await?;
 //!
 //! // Query: collect with .await, or stream results larger than memory.
-//! let day: metrics_client::Timestamp = "2016-01-01".parse().unwrap();
+//! let day: metrics_client::Timestamp = "2016-01-01".parse()?;
 //! let cpu = client.query().name("cpu").start(day).await?;
 //! let mut all = client.query().stream();
 //! while let Some(metric) = all.try_next().await? {
@@ -30,7 +30,7 @@
 //! // Hot paths: record returns at once; batches go out in the background.
 //! let recorder = client.recorder().build();
 //! recorder.record(Metric::new("requests", 1).with("route", "/"))?;
-//! assert!(recorder.close().await.is_empty(), "everything delivered");
+//! assert!(recorder.close().await?.is_empty(), "everything delivered");
 //!
 //! let first = live.next().await.unwrap()?;
 //! assert_eq!(first.name, "cpu");
@@ -48,6 +48,7 @@
 //! | `subscription` | [`Subscription`]: a `Stream` that reconnects and resumes from its cursor |
 //! | `recorder` | [`Recorder`]: batching, retries with idempotency keys, flush and close |
 //! | `error` | [`Error`], the one error type, with [`Error::Api`] for the server's errors |
+//! | [`json`] | `serde_json`'s `Value`, `Map` and `json!`, for extra keys |
 //!
 //! The guide is `docs/client.md` in the repository.
 
@@ -61,7 +62,24 @@ mod subscription;
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result};
 pub use metric::Metric;
-pub use metrics_types::{Limits, MetricValue, Timestamp};
+pub use metrics_types::{Limits, MetricValue, Timestamp, TimestampError};
 pub use query::QueryBuilder;
 pub use recorder::{Recorder, RecorderBuilder, Undelivered};
+/// The HTTP status in [`Error::Api`] (reqwest's, from the `http` crate).
+pub use reqwest::StatusCode;
 pub use subscription::{SubscribeBuilder, Subscription};
+
+/// The JSON types of [`Metric::extra`] and [`Metric::with`] (re-exported from `serde_json`), so
+/// that extra keys can be built and read without a `serde_json` dependency of your own.
+///
+/// # Examples
+///
+/// ```
+/// use metrics_client::{json::{json, Value}, Metric};
+///
+/// let metric = Metric::new("cpu", 0.93).with("tags", json!(["web", "eu"]));
+/// assert_eq!(metric.extra["tags"], Value::from(vec!["web", "eu"]));
+/// ```
+pub mod json {
+    pub use serde_json::{json, Map, Value};
+}

@@ -23,8 +23,8 @@ use crate::{error::api_error, Client, Error, Metric, Result};
 ///     .query()
 ///     .name("foo")
 ///     .name("bar")
-///     .start(metrics_client::Timestamp::parse("2016-01-01").unwrap())
-///     .end(metrics_client::Timestamp::parse("2016-01-02").unwrap())
+///     .start(metrics_client::Timestamp::parse("2016-01-01")?)
+///     .end(metrics_client::Timestamp::parse("2016-01-02")?)
 ///     .await?;
 /// # Ok(())
 /// # }
@@ -69,7 +69,7 @@ impl QueryBuilder {
     ///
     /// ```no_run
     /// # async fn run(client: metrics_client::Client) -> metrics_client::Result<()> {
-    /// let since_2016 = client.query().start(metrics_client::Timestamp::parse("2016-01-01").unwrap()).await?;
+    /// let since_2016 = client.query().start(metrics_client::Timestamp::parse("2016-01-01")?).await?;
     /// let last_hour = client.query().start(chrono::Utc::now() - chrono::Duration::hours(1)).await?;
     /// # Ok(())
     /// # }

@@ -27,10 +27,11 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How often the client pings the server; a server silent for three of these is taken for dead.
 const HEARTBEAT: Duration = Duration::from_secs(15);
-/// First wait before reconnecting; it doubles on each failure up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// The longest wait between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// First wait before reconnecting (or before the recorder resends a batch); it doubles on each
+/// failure up to [`MAX_BACKOFF`].
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between reconnection (or resending) attempts.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Metrics received but not yet read by the application.
 const BUFFER: usize = 1024;
 

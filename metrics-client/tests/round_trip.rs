@@ -211,7 +211,7 @@ async fn a_limit_lowered_by_a_restart_is_read_again(backend: Backend) {
     for m in &batch {
         recorder.record(m.clone()).unwrap();
     }
-    assert!(recorder.close().await.is_empty());
+    assert!(recorder.close().await.unwrap().is_empty());
     assert_eq!(client.query().name("shrunk").await.unwrap().len(), 4000);
     server.stop().await;
 }
