@@ -73,6 +73,8 @@ pub struct AppState {
     body_limit: usize,
     /// How long an `Idempotency-Key` is remembered.
     idempotency_window: Duration,
+    /// The live sockets' cap, Origin check and write timeout.
+    live: api::LiveSockets,
 }
 
 /// A running server's parts: the shared state and the writer task behind it.
@@ -107,6 +109,7 @@ impl Server {
                 shutdown: CancellationToken::new(),
                 body_limit: config.body_limit,
                 idempotency_window: config.idempotency_window,
+                live: api::LiveSockets::new(config),
             },
             writer,
             shutdown_timeout: config.shutdown_timeout,

@@ -9,7 +9,7 @@
 //! The object is kept exactly as posted (keys, order, number spelling, `ts` as written), minus
 //! insignificant whitespace.
 
-use std::io::Read;
+use std::{borrow::Cow, fmt, io::Read};
 
 use flate2::read::MultiGzDecoder;
 use metrics_types::{validate_name, ErrorCode, Timestamp};
@@ -22,7 +22,10 @@ use poem_openapi::{
     registry::{MetaMediaType, MetaRequest, Registry},
     ApiExtractor, ApiExtractorType, ExtractParamOptions,
 };
-use serde::Deserialize;
+use serde::{
+    de::{self, DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor},
+    Deserialize,
+};
 use serde_json::value::RawValue;
 
 use super::{error::ApiError, schema};
@@ -286,20 +289,158 @@ pub(crate) fn parse_metrics(bytes: &[u8]) -> Result<Vec<NewMetric>, ApiError> {
     }
 }
 
+/// The deepest nesting of arrays and objects a metric may hold, the metric object itself being
+/// level 1. Readers decode stored metrics with a recursion limit (serde_json's is 128, and a query
+/// answer or a stream frame wraps each metric in one or two more levels), so a deeper object would
+/// be stored and then break every query and subscription that includes it.
+pub(crate) const MAX_DEPTH: usize = 32;
+
 /// The three fields the API requires, still raw; every other key is kept but not read.
 /// `None` means absent; an explicit `null` is present (and then refused for its type).
-#[derive(Deserialize)]
+///
+/// Reading them walks the whole object once and also checks what the stored text must satisfy
+/// for every reader to decode it again: valid Unicode in every string and key (no lone surrogate
+/// such as `"\ud800"`, which JSON's grammar allows), numbers that fit an `f64`, and at most
+/// [`MAX_DEPTH`] levels of nesting.
+#[derive(Default)]
 struct Fields<'a> {
-    #[serde(borrow, default, deserialize_with = "present")]
     name: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
     value: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
     ts: Option<&'a RawValue>,
 }
 
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(FieldsVisitor)
+    }
+}
+
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a metric object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(Key(key)) = map
+            .next_key()
+            .map_err(|e| A::Error::custom(format!("a key: {}", cut_position(&e.to_string()))))?
+        {
+            let slot = match &*key {
+                "name" => &mut fields.name,
+                "value" => &mut fields.value,
+                "ts" => &mut fields.ts,
+                _ => {
+                    map.next_value_seed(Checked { depth: 2 }).map_err(|e| {
+                        A::Error::custom(format!("field `{key}`: {}", cut_position(&e.to_string())))
+                    })?;
+                    continue;
+                }
+            };
+            if slot.is_some() {
+                return Err(A::Error::custom(format!("duplicate field `{key}`")));
+            }
+            *slot = Some(map.next_value()?);
+        }
+        Ok(fields)
+    }
+}
+
+/// An object key, borrowed from the body unless it holds an escape.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Walks a value without keeping it: serde_json checks each string's escapes and each number's
+/// range as it goes (skipping a value, as a `RawValue` does, checks neither), and the walk
+/// refuses containers deeper than [`MAX_DEPTH`] before descending into them.
+#[derive(Clone, Copy)]
+struct Checked {
+    /// The level a container found here would be at.
+    depth: usize,
+}
+
+impl Checked {
+    fn enter<E: de::Error>(self) -> Result<Checked, E> {
+        if self.depth > MAX_DEPTH {
+            return Err(E::custom(format!(
+                "nested deeper than {MAX_DEPTH} levels of arrays and objects"
+            )));
+        }
+        Ok(Checked {
+            depth: self.depth + 1,
+        })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Checked {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.enter()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.enter()?;
+        while map.next_key::<Key<'de>>()?.is_some() {
+            map.next_value_seed(inner)?;
+        }
+        Ok(())
+    }
 }
 
 /// What is wrong with one metric, before we know whether it stands alone or in a batch.
@@ -349,8 +490,14 @@ fn parse_metric(raw: &RawValue) -> Result<NewMetric, FieldError> {
     };
 
     let name: String = fields.name.ok_or_else(|| missing("name")).and_then(|raw| {
-        serde_json::from_str(raw.get())
-            .map_err(|_| FieldError::new(ErrorCode::InvalidField, "field `name` must be a string"))
+        serde_json::from_str(raw.get()).map_err(|err| {
+            let message = if err.is_data() {
+                "field `name` must be a string".to_owned()
+            } else {
+                format!("field `name`: {}", strip_position(&err))
+            };
+            FieldError::new(ErrorCode::InvalidField, message)
+        })
     })?;
     validate_name(&name)
         .map_err(|err| FieldError::new(ErrorCode::InvalidField, format!("field `name` {err}")))?;
@@ -396,9 +543,12 @@ fn parse_metric(raw: &RawValue) -> Result<NewMetric, FieldError> {
 /// serde_json's messages end in "at line 1 column 9", which points into one object of the body,
 /// not into the body: misleading in a batch, so it goes.
 fn strip_position(err: &serde_json::Error) -> String {
-    let message = err.to_string();
+    cut_position(&err.to_string()).to_owned()
+}
+
+fn cut_position(message: &str) -> &str {
     match message.rfind(" at line ") {
-        Some(i) => message[..i].to_owned(),
+        Some(i) => &message[..i],
         None => message,
     }
 }
@@ -489,6 +639,49 @@ mod tests {
         assert_eq!(error("42").code(), ErrorCode::InvalidBody);
         assert_eq!(error("[42]").code(), ErrorCode::InvalidBody);
         assert_eq!(error("nope").code(), ErrorCode::InvalidJson);
+    }
+
+    #[test]
+    fn refuses_what_readers_could_not_decode_again() {
+        let metric = |extra: &str| format!(r#"{{"name":"a","value":1,"ts":"2016-01-01",{extra}}}"#);
+        let deep = format!(r#""deep":{}1{}"#, "[".repeat(10_000), "]".repeat(10_000));
+        for (extra, field) in [
+            (deep.as_str(), "`deep`"),
+            (r#""x":"\ud800""#, "`x`"),
+            (r#""x":{"y":["\udc00"]}"#, "`x`"),
+            (r#""\ud800":1"#, "key"),
+            (r#""x":1e400"#, "`x`"),
+        ] {
+            let body = format!("[{},{}]", metric(r#""ok":1"#), metric(extra));
+            let e = error(&body);
+            assert_eq!(e.code(), ErrorCode::InvalidField, "{extra}");
+            let text = e.to_string();
+            assert!(text.contains("index 1") && text.contains(field), "{text}");
+            assert!(!text.contains("line 1"), "{text}");
+        }
+        let e = error(r#"{"name":"\ud800","value":1,"ts":"2016-01-01"}"#);
+        assert!(e.to_string().contains("`name`"), "{e}");
+        let e = error(r#"{"name":"a","value":"\udfff","ts":"2016-01-01"}"#);
+        assert!(e.to_string().contains("`value`"), "{e}");
+        let e = error(r#"{"name":"a","value":1,"ts":"2016-01-01","name":"b"}"#);
+        assert!(e.to_string().contains("duplicate field `name`"), "{e}");
+        let e = error(r#"{"name":"a\u0000b","value":1,"ts":"2016-01-01"}"#);
+        assert!(e.to_string().contains("`name`"), "{e}");
+    }
+
+    #[test]
+    fn accepts_nesting_up_to_the_limit_and_valid_pairs() {
+        // The metric object is level 1: 31 more levels fit.
+        let nested = format!("{}{}", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        let body = format!(
+            r#"{{"name":"a","value":1,"ts":"2016-01-01","n":{nested},"s":"\ud83d\ude00 \u0000"}}"#
+        );
+        let metrics = parse_metrics(body.as_bytes()).unwrap();
+        assert_eq!(metrics[0].doc, body);
+        let deeper = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        let body = format!(r#"{{"name":"a","value":1,"ts":"2016-01-01","n":{deeper}}}"#);
+        let e = error(&body);
+        assert!(e.to_string().contains("nested deeper than 32"), "{e}");
     }
 
     #[test]

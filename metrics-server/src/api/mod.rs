@@ -8,6 +8,8 @@
 //! | `stream.rs` | `GET /v1/stream` (resumable), `GET /v1/limits`; idempotent POSTs |
 //! | `health.rs` | `GET /healthz`, `GET /` |
 //! | `assets.rs` | `GET /assets/{file}`: the live page's scripts and styles (not in the spec) |
+//! | `socket.rs` | what both WebSocket routes share: Origin check, cap, writes with a deadline |
+//! | `query.rs` | reading query strings strictly (UTF-8, parameters given once) |
 //! | `body.rs`, `schema.rs` | reading POST bodies; the hand-written `Metric` schema |
 //! | `error.rs` | [`ApiError`], the one JSON error of every route |
 
@@ -18,7 +20,9 @@ mod health;
 mod idempotency;
 mod metrics;
 mod names;
+mod query;
 mod schema;
+mod socket;
 mod stream;
 mod ws;
 
@@ -26,6 +30,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 pub use self::error::ApiError;
+pub(crate) use self::socket::LiveSockets;
 use self::{
     body::BodyLimit, health::HealthApi, metrics::MetricsApi, names::NamesApi, stream::StreamApi,
     ws::LiveApi,
