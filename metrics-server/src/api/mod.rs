@@ -99,4 +99,5 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint {
                 Err(err) => error::error_response(err, &method, &path),
             })
         })
+        .with(assets::common_headers())
 }

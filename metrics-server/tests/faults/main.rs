@@ -12,6 +12,7 @@
 #![allow(unreachable_pub, missing_docs, clippy::unwrap_used)]
 
 mod common;
+mod websocket;
 
 /// `crate::on_both_backends!(...)` in every module: one test per backend.
 #[allow(unused_imports)]
