@@ -326,17 +326,20 @@ impl<'de> Visitor<'de> for FieldsVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
         let mut fields = Fields::default();
-        while let Some(Key(key)) = map
-            .next_key()
-            .map_err(|e| A::Error::custom(format!("a key: {}", cut_position(&e.to_string()))))?
-        {
+        while let Some(Key(key)) = map.next_key().map_err(|e| {
+            A::Error::custom(format!(
+                "a key: {}",
+                explain_escape(cut_position(&e.to_string()))
+            ))
+        })? {
             let slot = match &*key {
                 "name" => &mut fields.name,
                 "value" => &mut fields.value,
                 "ts" => &mut fields.ts,
                 _ => {
                     map.next_value_seed(Checked { depth: 2 }).map_err(|e| {
-                        A::Error::custom(format!("field `{key}`: {}", cut_position(&e.to_string())))
+                        let message = explain_escape(cut_position(&e.to_string()));
+                        A::Error::custom(format!("field `{key}`: {message}"))
                     })?;
                     continue;
                 }
@@ -494,7 +497,7 @@ fn parse_metric(raw: &RawValue) -> Result<NewMetric, FieldError> {
             let message = if err.is_data() {
                 "field `name` must be a string".to_owned()
             } else {
-                format!("field `name`: {}", strip_position(&err))
+                format!("field `name`: {}", explain_escape(&strip_position(&err)))
             };
             FieldError::new(ErrorCode::InvalidField, message)
         })
@@ -544,6 +547,18 @@ fn parse_metric(raw: &RawValue) -> Result<NewMetric, FieldError> {
 /// not into the body: misleading in a batch, so it goes.
 fn strip_position(err: &serde_json::Error) -> String {
     cut_position(&err.to_string()).to_owned()
+}
+
+/// Says why an escape was refused, where serde_json's message does not.
+fn explain_escape(message: &str) -> String {
+    if message.contains("surrogate") || message.contains("hex escape") {
+        format!(
+            "{message} (a \\uD800-\\uDFFF escape must be half of a surrogate pair: text must be \
+             valid Unicode)"
+        )
+    } else {
+        message.to_owned()
+    }
 }
 
 fn cut_position(message: &str) -> &str {

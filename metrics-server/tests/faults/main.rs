@@ -11,7 +11,9 @@
 
 #![allow(unreachable_pub, missing_docs, clippy::unwrap_used)]
 
+mod bad_input;
 mod common;
+mod page;
 mod websocket;
 
 /// `crate::on_both_backends!(...)` in every module: one test per backend.
