@@ -5,6 +5,9 @@
 //! it missed. Writers never wait for a reader and the server never buffers more than that ring,
 //! and a reader never believes it saw everything when it did not. The socket is also pinged every
 //! [`HEARTBEAT`] so that dead peers are noticed, and closed with 1001 when the server shuts down.
+//! A reader that stops reading altogether cannot even take the 1013: every write, the close
+//! included, has the `--ws-write-timeout` deadline of the shared [`Writer`], past which the socket
+//! is dropped.
 
 use std::{sync::Arc, time::Duration};
 
