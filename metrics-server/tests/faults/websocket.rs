@@ -188,6 +188,7 @@ async fn a_stalled_reader_is_dropped_after_the_write_timeout_while_writers_go_on
         drained < 64 << 20,
         "read {drained} bytes from a dropped socket"
     );
+    eprintln!("the dropped socket delivered {drained} buffered bytes, then ended");
 
     // The healthy reader got every metric, in order, while the other one stalled.
     server.stop().await;
