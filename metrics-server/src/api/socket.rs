@@ -56,7 +56,10 @@ pub(crate) struct LiveSockets {
 impl LiveSockets {
     pub(crate) fn new(config: &Config) -> Self {
         LiveSockets {
-            slots: Arc::new(Semaphore::new(config.max_ws_connections)),
+            // Semaphore::new panics above MAX_PERMITS (2^61): a cap that large means "no cap".
+            slots: Arc::new(Semaphore::new(
+                config.max_ws_connections.min(Semaphore::MAX_PERMITS),
+            )),
             max: config.max_ws_connections,
             write_timeout: config.ws_write_timeout,
             allowed_origins: config
