@@ -65,6 +65,22 @@ pub struct Config {
     #[arg(long, env = "METRICS_IDEMPOTENCY_WINDOW", default_value = "24h", value_parser = parse_duration)]
     pub idempotency_window: Duration,
 
+    /// Most live WebSockets (`/v1/ws` and `/v1/stream` together) open at once; one more upgrade
+    /// gets 503 with `Retry-After` before the handshake (Grafana Live's `max_connections`).
+    #[arg(long, env = "METRICS_MAX_WS_CONNECTIONS", default_value_t = 100)]
+    pub max_ws_connections: usize,
+
+    /// How long a live WebSocket may stay unwritable (its reader stopped reading) before the
+    /// server drops it, e.g. `10s` or `500ms` (NATS' `write_deadline`).
+    #[arg(long, env = "METRICS_WS_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub ws_write_timeout: Duration,
+
+    /// Origins, besides the server's own, whose pages may open a WebSocket: comma-separated
+    /// `scheme://host[:port]`, or `*` for any. A browser upgrade from any other `Origin` gets 403;
+    /// clients that send no `Origin` (SDKs, curl) are not affected.
+    #[arg(long, env = "METRICS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
     /// On shutdown, the longest wait for requests in flight, e.g. `10s` or `500ms`.
     #[arg(long, env = "METRICS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -228,6 +244,9 @@ mod tests {
             )
         );
         assert_eq!((c.max_connections, c.max_header_size), (512, 32 << 10));
+        assert_eq!(c.max_ws_connections, 100);
+        assert_eq!(c.ws_write_timeout, Duration::from_secs(10));
+        assert!(c.allowed_origins.is_empty());
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub struct AppState {
     auth: auth::Auth,
     /// The stored tokens, for the admin API (`None` over a store without a database).
     tokens: Option<store::TokenStore>,
+    /// The live sockets' cap, Origin check and write timeout.
+    live: api::LiveSockets,
 }
 
 /// A running server's parts: the shared state and the writer task behind it.
@@ -121,6 +123,7 @@ impl Server {
                 idempotency_window: config.idempotency_window,
                 auth: auth::Auth::without_store(config),
                 tokens: None,
+                live: api::LiveSockets::new(config),
             },
             writer,
             shutdown_timeout: config.shutdown_timeout,

@@ -2,7 +2,7 @@
 
 use std::{fmt, str::FromStr};
 
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A point in time with the UTC offset it was written in.
@@ -16,7 +16,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// | a fraction of a second (`.` or `,`, up to nanoseconds) | `2016-01-01 12:00:00.000` |
 /// | an offset: `Z`, `±HH`, `±HH:MM` or `±HHMM` | `2016-01-01T12:00:00Z`, `...+02:00`, `...-0530` |
 ///
-/// No offset means UTC. Because a `+` in a URL query decodes to a space, `12:00:00 02:00` is read
+/// No offset means UTC. The instant must lie between [`Timestamp::MIN`] and [`Timestamp::MAX`]
+/// (years 0001 through 9999 in UTC, once the offset is applied): `0000-06-01` and
+/// `9999-12-31T23:00:00-02:00` are refused, so every timestamp also prints with a four-digit year
+/// and reads back. Because a `+` in a URL query decodes to a space, `12:00:00 02:00` is read
 /// as `12:00:00+02:00`. Two timestamps are equal when they are the same instant, whatever their
 /// offsets: `2016-03-01T10:00:00+02:00` equals `2016-03-01T08:00:00Z`.
 ///
@@ -41,6 +44,19 @@ pub struct TimestampError {
 }
 
 impl Timestamp {
+    /// The earliest instant accepted: `0001-01-01T00:00:00Z`.
+    pub const MIN: &'static str = "0001-01-01T00:00:00Z";
+
+    /// The latest instant accepted: `9999-12-31T23:59:59.999999999Z`.
+    pub const MAX: &'static str = "9999-12-31T23:59:59.999999999Z";
+
+    /// [`Timestamp::MIN`] in microseconds since the Unix epoch.
+    pub const MIN_MICROS: i64 = -62_135_596_800_000_000;
+
+    /// The last whole microsecond of [`Timestamp::MAX`], in microseconds since the Unix epoch:
+    /// the largest value the server stores.
+    pub const MAX_MICROS: i64 = 253_402_300_799_999_999;
+
     /// Parses a timestamp (see the type's docs for the accepted forms).
     pub fn parse(input: &str) -> Result<Timestamp, TimestampError> {
         let fail = |reason| TimestampError {
@@ -106,6 +122,11 @@ impl Timestamp {
             .from_local_datetime(&date.and_time(time))
             .single()
             .ok_or_else(|| fail("out of range"))?;
+        if !(1..=9999).contains(&dt.naive_utc().year()) {
+            return Err(fail(
+                "outside the supported range 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z (UTC, after the offset)",
+            ));
+        }
         Ok(Timestamp(dt))
     }
 
@@ -336,10 +357,30 @@ mod tests {
             "2016-01-01T12:00:00 UTC",
             "2016-01-01T12:00:00Zjunk",
             "１９７０-01-01",
+            "0000-01-01",
+            "0000-12-31T23:59:59.999999Z",
+            "0001-01-01T00:00:00+00:01",
+            "9999-12-31T23:59:59-23:59",
+            "9999-12-31T23:59:59.5-00:01",
         ] {
             let err = Timestamp::parse(s).expect_err(s);
             assert!(err.to_string().contains("expected ISO-8601"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_range_is_years_1_through_9999_in_utc() {
+        assert_eq!(micros(Timestamp::MIN), Timestamp::MIN_MICROS);
+        assert_eq!(micros(Timestamp::MAX), Timestamp::MAX_MICROS);
+        assert_eq!(micros("0001-01-01"), Timestamp::MIN_MICROS);
+        assert_eq!(micros("0001-01-01T01:00:00+01:00"), Timestamp::MIN_MICROS);
+        assert_eq!(micros("9999-12-31T23:59:59.999999Z"), Timestamp::MAX_MICROS);
+        assert_eq!(
+            micros("9999-12-31T22:59:59.999999-01:00"),
+            Timestamp::MAX_MICROS
+        );
+        let err = Timestamp::parse("9999-12-31T23:59:59-23:59").unwrap_err();
+        assert!(err.to_string().contains("supported range"), "{err}");
     }
 
     #[test]

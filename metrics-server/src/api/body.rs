@@ -9,7 +9,7 @@
 //! The object is kept exactly as posted (keys, order, number spelling, `ts` as written), minus
 //! insignificant whitespace.
 
-use std::io::Read;
+use std::{borrow::Cow, fmt, io::Read};
 
 use flate2::read::MultiGzDecoder;
 use metrics_types::{validate_name, ErrorCode, Timestamp};
@@ -22,7 +22,10 @@ use poem_openapi::{
     registry::{MetaMediaType, MetaRequest, Registry},
     ApiExtractor, ApiExtractorType, ExtractParamOptions,
 };
-use serde::Deserialize;
+use serde::{
+    de::{self, DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor},
+    Deserialize,
+};
 use serde_json::value::RawValue;
 
 use super::{error::ApiError, schema};
@@ -320,20 +323,225 @@ pub(crate) fn parse_metrics(bytes: &[u8]) -> Result<Vec<NewMetric>, ApiError> {
     }
 }
 
+/// The deepest nesting of arrays and objects a metric may hold, the metric object itself being
+/// level 1. Readers decode stored metrics with a recursion limit (serde_json's is 128, and a query
+/// answer or a stream frame wraps each metric in one or two more levels), so a deeper object would
+/// be stored and then break every query and subscription that includes it.
+pub(crate) const MAX_DEPTH: usize = 32;
+
 /// The three fields the API requires, still raw; every other key is kept but not read.
 /// `None` means absent; an explicit `null` is present (and then refused for its type).
-#[derive(Deserialize)]
+///
+/// Reading them walks the whole object once and also checks what the stored text must satisfy
+/// for every reader to decode it again: valid Unicode in every string and key (no lone surrogate
+/// such as `"\ud800"`, which JSON's grammar allows), numbers that fit an `f64`, and at most
+/// [`MAX_DEPTH`] levels of nesting.
+#[derive(Default)]
 struct Fields<'a> {
-    #[serde(borrow, default, deserialize_with = "present")]
     name: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
     value: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
     ts: Option<&'a RawValue>,
 }
 
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
+/// Reads [`Fields`]; `walk` says whether the other keys need the full [`Checked`] walk or may be
+/// skipped (see [`needs_walk`]).
+struct FieldsVisitor {
+    walk: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for FieldsVisitor {
+    type Value = Fields<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Fields<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a metric object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(Key(key)) = map.next_key().map_err(|e| {
+            A::Error::custom(format!(
+                "a key: {}",
+                explain_escape(cut_position(&e.to_string()))
+            ))
+        })? {
+            let slot = match &*key {
+                "name" => &mut fields.name,
+                "value" => &mut fields.value,
+                "ts" => &mut fields.ts,
+                _ if !self.walk => {
+                    map.next_value::<de::IgnoredAny>()?;
+                    continue;
+                }
+                _ => {
+                    map.next_value_seed(Checked { depth: 2 }).map_err(|e| {
+                        let message = explain_escape(cut_position(&e.to_string()));
+                        A::Error::custom(format!("field `{key}`: {message}"))
+                    })?;
+                    continue;
+                }
+            };
+            if slot.is_some() {
+                return Err(A::Error::custom(format!("duplicate field `{key}`")));
+            }
+            *slot = Some(map.next_value()?);
+        }
+        Ok(fields)
+    }
+}
+
+/// Whether a metric's text may hold something only the full [`Checked`] walk can judge: nesting
+/// deeper than [`MAX_DEPTH`], a `\uD...` escape (the surrogate range), or a number that could
+/// overflow an `f64` (an exponent, or hundreds of digits). One pass over the bytes, much cheaper
+/// than the walk; almost every metric has none of these, and its other keys are then skipped as
+/// before. The property tests hold both paths to the same answers.
+fn needs_walk(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut digits = 0usize;
+    let mut in_string = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                b'\\' => {
+                    if bytes.get(i + 1) == Some(&b'u')
+                        && matches!(bytes.get(i + 2), Some(b'd' | b'D'))
+                    {
+                        return true;
+                    }
+                    i += 2;
+                    continue;
+                }
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return true;
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                b'e' | b'E' if i > 0 && bytes[i - 1].is_ascii_digit() => return true,
+                _ => {}
+            }
+            if b.is_ascii_digit() {
+                digits += 1;
+                if digits > 300 {
+                    return true;
+                }
+            } else {
+                digits = 0;
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+/// An object key, borrowed from the body unless it holds an escape.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Walks a value without keeping it: serde_json checks each string's escapes and each number's
+/// range as it goes (skipping a value, as a `RawValue` does, checks neither), and the walk
+/// refuses containers deeper than [`MAX_DEPTH`] before descending into them.
+#[derive(Clone, Copy)]
+struct Checked {
+    /// The level a container found here would be at.
+    depth: usize,
+}
+
+impl Checked {
+    fn enter<E: de::Error>(self) -> Result<Checked, E> {
+        if self.depth > MAX_DEPTH {
+            return Err(E::custom(format!(
+                "nested deeper than {MAX_DEPTH} levels of arrays and objects"
+            )));
+        }
+        Ok(Checked {
+            depth: self.depth + 1,
+        })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Checked {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.enter()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.enter()?;
+        while map.next_key::<Key<'de>>()?.is_some() {
+            map.next_value_seed(inner)?;
+        }
+        Ok(())
+    }
 }
 
 /// What is wrong with one metric, before we know whether it stands alone or in a batch.
@@ -373,8 +581,13 @@ fn parse_metric(raw: &RawValue) -> Result<NewMetric, FieldError> {
             "a metric must be a JSON object with name, value and ts",
         ));
     }
-    let fields: Fields<'_> = serde_json::from_str(text)
-        .map_err(|err| FieldError::new(ErrorCode::InvalidField, strip_position(&err)))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let fields = FieldsVisitor {
+        walk: needs_walk(text),
+    }
+    .deserialize(&mut de)
+    .and_then(|fields| de.end().map(|()| fields))
+    .map_err(|err| FieldError::new(ErrorCode::InvalidField, strip_position(&err)))?;
     let missing = |field: &str| {
         FieldError::new(
             ErrorCode::MissingField,
@@ -383,8 +596,14 @@ fn parse_metric(raw: &RawValue) -> Result<NewMetric, FieldError> {
     };
 
     let name: String = fields.name.ok_or_else(|| missing("name")).and_then(|raw| {
-        serde_json::from_str(raw.get())
-            .map_err(|_| FieldError::new(ErrorCode::InvalidField, "field `name` must be a string"))
+        serde_json::from_str(raw.get()).map_err(|err| {
+            let message = if err.is_data() {
+                "field `name` must be a string".to_owned()
+            } else {
+                format!("field `name`: {}", explain_escape(&strip_position(&err)))
+            };
+            FieldError::new(ErrorCode::InvalidField, message)
+        })
     })?;
     validate_name(&name)
         .map_err(|err| FieldError::new(ErrorCode::InvalidField, format!("field `name` {err}")))?;
@@ -430,9 +649,24 @@ fn parse_metric(raw: &RawValue) -> Result<NewMetric, FieldError> {
 /// serde_json's messages end in "at line 1 column 9", which points into one object of the body,
 /// not into the body: misleading in a batch, so it goes.
 fn strip_position(err: &serde_json::Error) -> String {
-    let message = err.to_string();
+    cut_position(&err.to_string()).to_owned()
+}
+
+/// Says why an escape was refused, where serde_json's message does not.
+fn explain_escape(message: &str) -> String {
+    if message.contains("surrogate") || message.contains("hex escape") {
+        format!(
+            "{message} (a \\uD800-\\uDFFF escape must be half of a surrogate pair: text must be \
+             valid Unicode)"
+        )
+    } else {
+        message.to_owned()
+    }
+}
+
+fn cut_position(message: &str) -> &str {
     match message.rfind(" at line ") {
-        Some(i) => message[..i].to_owned(),
+        Some(i) => &message[..i],
         None => message,
     }
 }
@@ -526,6 +760,49 @@ mod tests {
     }
 
     #[test]
+    fn refuses_what_readers_could_not_decode_again() {
+        let metric = |extra: &str| format!(r#"{{"name":"a","value":1,"ts":"2016-01-01",{extra}}}"#);
+        let deep = format!(r#""deep":{}1{}"#, "[".repeat(10_000), "]".repeat(10_000));
+        for (extra, field) in [
+            (deep.as_str(), "`deep`"),
+            (r#""x":"\ud800""#, "`x`"),
+            (r#""x":{"y":["\udc00"]}"#, "`x`"),
+            (r#""\ud800":1"#, "key"),
+            (r#""x":1e400"#, "`x`"),
+        ] {
+            let body = format!("[{},{}]", metric(r#""ok":1"#), metric(extra));
+            let e = error(&body);
+            assert_eq!(e.code(), ErrorCode::InvalidField, "{extra}");
+            let text = e.to_string();
+            assert!(text.contains("index 1") && text.contains(field), "{text}");
+            assert!(!text.contains("line 1"), "{text}");
+        }
+        let e = error(r#"{"name":"\ud800","value":1,"ts":"2016-01-01"}"#);
+        assert!(e.to_string().contains("`name`"), "{e}");
+        let e = error(r#"{"name":"a","value":"\udfff","ts":"2016-01-01"}"#);
+        assert!(e.to_string().contains("`value`"), "{e}");
+        let e = error(r#"{"name":"a","value":1,"ts":"2016-01-01","name":"b"}"#);
+        assert!(e.to_string().contains("duplicate field `name`"), "{e}");
+        let e = error(r#"{"name":"a\u0000b","value":1,"ts":"2016-01-01"}"#);
+        assert!(e.to_string().contains("`name`"), "{e}");
+    }
+
+    #[test]
+    fn accepts_nesting_up_to_the_limit_and_valid_pairs() {
+        // The metric object is level 1: 31 more levels fit.
+        let nested = format!("{}{}", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        let body = format!(
+            r#"{{"name":"a","value":1,"ts":"2016-01-01","n":{nested},"s":"\ud83d\ude00 \u0000"}}"#
+        );
+        let metrics = parse_metrics(body.as_bytes()).unwrap();
+        assert_eq!(metrics[0].doc, body);
+        let deeper = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        let body = format!(r#"{{"name":"a","value":1,"ts":"2016-01-01","n":{deeper}}}"#);
+        let e = error(&body);
+        assert!(e.to_string().contains("nested deeper than 32"), "{e}");
+    }
+
+    #[test]
     fn reads_ndjson_line_by_line() {
         let metrics = parse_ndjson(
             b"{\"name\":\"a\",\"value\":1,\"ts\":\"2016-01-01\"}\r\n\n {\"name\":\"b\",\"value\":2,\"ts\":\"2016-01-02\"}",
@@ -568,5 +845,231 @@ mod tests {
         assert!(!is_json("application/x-www-form-urlencoded"));
         assert!(is_ndjson("application/x-ndjson; charset=utf-8"));
         assert!(!is_ndjson("application/json"));
+    }
+
+    /// Property tests: whatever arrives, the parser answers parsed metrics that every reader can
+    /// decode back to exactly what was posted, or a 4xx; it never panics.
+    mod props {
+        use metrics_types::StreamFrame;
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        use super::super::*;
+
+        /// Any JSON value, nested a few levels, with arbitrary Unicode (NUL and controls too).
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                any::<String>().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(6, 48, 5, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                    prop::collection::btree_map(key(), inner, 0..5)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("name".to_owned()),
+                Just("value".to_owned()),
+                Just("ts".to_owned()),
+                any::<String>(),
+            ]
+        }
+
+        fn timestamp_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])",
+                "[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]{1,12})?)?( ?(Z|[+-][0-9]{2}(:?[0-9]{2})?))?",
+                any::<String>(),
+            ]
+        }
+
+        /// Objects that are metrics or nearly: each required field present or not, well typed
+        /// or not, and arbitrary other keys.
+        fn metricish() -> impl Strategy<Value = Value> {
+            let name = prop_oneof![
+                6 => "[a-z0-9_. é😀]{1,20}".prop_map(Value::String),
+                1 => any::<String>().prop_map(Value::String),
+                1 => json_value(),
+            ];
+            let value = prop_oneof![
+                3 => any::<f64>().prop_map(Value::from),
+                2 => any::<i64>().prop_map(Value::from),
+                1 => any::<bool>().prop_map(Value::Bool),
+                1 => any::<String>().prop_map(Value::String),
+                1 => json_value(),
+            ];
+            let ts = prop_oneof![
+                6 => "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])".prop_map(Value::String),
+                2 => timestamp_text().prop_map(Value::String),
+                1 => json_value(),
+            ];
+            (
+                prop::option::weighted(0.95, name),
+                prop::option::weighted(0.95, value),
+                prop::option::weighted(0.95, ts),
+                prop::collection::btree_map(any::<String>(), json_value(), 0..4),
+            )
+                .prop_map(|(name, value, ts, extra)| {
+                    let mut object: serde_json::Map<String, Value> = extra.into_iter().collect();
+                    for (key, field) in [("name", name), ("value", value), ("ts", ts)] {
+                        match field {
+                            Some(v) => {
+                                object.insert(key.to_owned(), v);
+                            }
+                            None => {
+                                object.remove(key);
+                            }
+                        }
+                    }
+                    Value::Object(object)
+                })
+        }
+
+        /// JSON text written by hand, with escapes serde_json would never write: lone and
+        /// paired surrogates, `\\u0000`, deep nesting.
+        fn raw_json(depth: u32) -> BoxedStrategy<String> {
+            let escape = prop_oneof![
+                any::<u16>().prop_map(|u| format!("\\u{u:04x}")),
+                (0xd800u16..0xdc00, 0xdc00u16..0xe000)
+                    .prop_map(|(h, l)| format!("\\u{h:04x}\\u{l:04x}")),
+                prop::sample::select(vec!["\\n", "\\\"", "\\\\", "\\/", "\\t"])
+                    .prop_map(str::to_owned),
+                "[a-z é😀]{0,3}",
+            ];
+            let string = prop::collection::vec(escape, 0..4)
+                .prop_map(|parts| format!("\"{}\"", parts.concat()));
+            let leaf = prop_oneof![
+                string.clone(),
+                "-?[0-9]{1,3}(\\.[0-9]{1,3})?([eE][+-]?[0-9]{1,3})?",
+                Just("true".to_owned()),
+                Just("null".to_owned()),
+            ];
+            if depth == 0 {
+                return leaf.boxed();
+            }
+            let inner = raw_json(depth - 1);
+            prop_oneof![
+                2 => leaf,
+                1 => prop::collection::vec(inner.clone(), 0..3)
+                    .prop_map(|items| format!("[{}]", items.join(","))),
+                1 => prop::collection::vec((string, inner), 0..3).prop_map(|pairs| {
+                    let pairs: Vec<String> =
+                        pairs.into_iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                    format!("{{{}}}", pairs.join(","))
+                }),
+                1 => (0usize..80).prop_map(|n| format!("{}{}", "[".repeat(n), "]".repeat(n))),
+            ]
+            .boxed()
+        }
+
+        /// What every reader must be able to do with a stored metric: decode it as a value, as
+        /// a stream frame and inside a query answer, and get what was posted.
+        fn assert_round_trips(stored: &NewMetric, posted: &str) {
+            let posted: Value = serde_json::from_str(posted).expect("accepted means valid JSON");
+            let doc: Value = serde_json::from_str(&stored.doc).expect("the stored doc decodes");
+            assert_eq!(doc, posted);
+            let frame = format!("{{\"id\":1,\"metric\":{}}}", stored.doc);
+            let frame: StreamFrame = serde_json::from_str(&frame).expect("a stream frame decodes");
+            assert_eq!(frame.metric.as_ref(), Some(&posted));
+            let answer: Vec<Value> =
+                serde_json::from_str(&format!("[{}]", stored.doc)).expect("a query answer decodes");
+            assert_eq!(answer[0], posted);
+            assert_eq!(posted["name"].as_str(), Some(stored.name.as_str()));
+            let ts = metrics_types::Timestamp::parse(posted["ts"].as_str().unwrap()).unwrap();
+            assert_eq!(ts.timestamp_micros(), stored.ts_micros);
+            assert!(
+                (metrics_types::Timestamp::MIN_MICROS..=metrics_types::Timestamp::MAX_MICROS)
+                    .contains(&stored.ts_micros)
+            );
+        }
+
+        fn assert_client_error(err: &ApiError) {
+            assert!(err.status().is_client_error(), "{err}");
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            #[test]
+            fn any_bytes_parse_or_get_a_4xx(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+                for result in [parse_metrics(&bytes), parse_ndjson(&bytes)] {
+                    if let Err(err) = result {
+                        assert_client_error(&err);
+                    }
+                }
+            }
+
+            #[test]
+            fn any_json_value_parses_or_gets_a_4xx(value in json_value()) {
+                if let Err(err) = parse_metrics(value.to_string().as_bytes()) {
+                    assert_client_error(&err);
+                }
+            }
+
+            #[test]
+            fn metrics_round_trip_exactly_or_get_a_4xx(
+                batch in prop::collection::vec(metricish(), 1..3),
+                pretty in any::<bool>(),
+            ) {
+                let texts: Vec<String> = batch
+                    .iter()
+                    .map(|m| if pretty {
+                        serde_json::to_string_pretty(m).unwrap()
+                    } else {
+                        m.to_string()
+                    })
+                    .collect();
+                let body = format!("[{}]", texts.join(",\n"));
+                match parse_metrics(body.as_bytes()) {
+                    Ok(metrics) => {
+                        prop_assert_eq!(metrics.len(), texts.len());
+                        for (stored, posted) in metrics.iter().zip(&texts) {
+                            assert_round_trips(stored, posted);
+                        }
+                    }
+                    Err(err) => assert_client_error(&err),
+                }
+            }
+
+            #[test]
+            fn skipping_the_walk_never_lets_through_what_the_walk_refuses(
+                extra in raw_json(3),
+                key in "[a-z]{1,3}",
+            ) {
+                let body = format!(r#"{{"name":"m","value":1,"ts":"2016-01-01","x{key}":{extra}}}"#);
+                let read = |walk: bool| {
+                    let mut de = serde_json::Deserializer::from_str(&body);
+                    FieldsVisitor { walk }.deserialize(&mut de).map(|_| ()).map_err(|e| e.to_string())
+                };
+                if !needs_walk(&body) {
+                    // (Their messages may differ: the walk names the field.)
+                    prop_assert_eq!(read(false).is_ok(), read(true).is_ok(), "{}", body);
+                }
+            }
+
+            #[test]
+            fn hand_written_json_is_stored_only_if_readers_can_decode_it(
+                extra in raw_json(3),
+                key in "[a-z]{1,3}",
+                ts in timestamp_text(),
+            ) {
+                let ts = Value::String(ts).to_string();
+                let body = format!(r#"{{"name":"m","value":1,"ts":{ts},"x{key}":{extra}}}"#);
+                for result in [parse_metrics(body.as_bytes()), parse_ndjson(body.as_bytes())] {
+                    match result {
+                        Ok(metrics) => assert_round_trips(&metrics[0], &body),
+                        Err(err) => assert_client_error(&err),
+                    }
+                }
+            }
+        }
     }
 }

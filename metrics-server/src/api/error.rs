@@ -6,7 +6,7 @@
 
 use metrics_types::{ErrorBody, ErrorCode};
 use poem::{
-    error::{MethodNotAllowedError, NotFoundError, ResponseError, WebSocketError},
+    error::{MethodNotAllowedError, NotFoundError, ResponseError, UpgradeError, WebSocketError},
     http::{header, HeaderValue, Method, StatusCode},
     IntoResponse, Response,
 };
@@ -169,6 +169,17 @@ pub(crate) fn error_response(err: poem::Error, method: &Method, path: &str) -> R
         return api.as_response();
     }
     let status = err.status();
+    if let Some(WebSocketError::UpgradeError(UpgradeError::NoUpgrade)) =
+        err.downcast_ref::<WebSocketError>()
+    {
+        // A handshake over HTTP/1.0 (or HTTP/2): well formed, but hyper cannot upgrade it.
+        return ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            ErrorCode::UpgradeRequired,
+            format!("{path} is a WebSocket endpoint and the WebSocket handshake needs HTTP/1.1"),
+        )
+        .as_response();
+    }
     let api = if err.is::<WebSocketError>() && status == StatusCode::BAD_REQUEST {
         // poem's own message ("invalid protocol") does not say what is wrong with the request.
         let mut response = ApiError::new(

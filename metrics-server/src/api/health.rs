@@ -2,7 +2,7 @@
 
 use poem_openapi::{payload::Html, payload::Json, ApiResponse, Object, OpenApi};
 
-use super::ApiTags;
+use super::{assets::PAGE_CSP, ApiTags};
 use crate::AppState;
 
 /// The live dashboard, embedded in the binary (its scripts are under `/assets/`).
@@ -32,6 +32,22 @@ enum HealthResponse {
     Unavailable(Json<Health>),
 }
 
+#[derive(ApiResponse)]
+enum PageResponse {
+    /// The page.
+    #[oai(status = 200)]
+    Ok(
+        Html<&'static str>,
+        /// The page's Content Security Policy: its scripts, styles and sockets come from this
+        /// server only, no inline script, and no other site may frame it.
+        #[oai(header = "Content-Security-Policy")]
+        String,
+        /// `DENY`, for browsers that predate the policy's `frame-ancestors`.
+        #[oai(header = "X-Frame-Options")]
+        String,
+    ),
+}
+
 #[OpenApi(tag = "ApiTags::Health")]
 impl HealthApi {
     /// Health check
@@ -58,7 +74,7 @@ impl HealthApi {
     /// metric names picked from `GET /v1/names`, over a chosen time range, with a table of the
     /// latest metrics. Its scripts are embedded in the server, so it works with no internet.
     #[oai(path = "/", method = "get", operation_id = "index")]
-    async fn index(&self) -> Html<&'static str> {
-        Html(INDEX_HTML)
+    async fn index(&self) -> PageResponse {
+        PageResponse::Ok(Html(INDEX_HTML), PAGE_CSP.to_owned(), "DENY".to_owned())
     }
 }

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures::{stream, Stream, StreamExt};
 use metrics_types::{ErrorCode, PostMetricsResponse, Timestamp};
-use poem::{Body, IntoResponse, Response};
+use poem::{Body, IntoResponse, Request, Response};
 use poem_openapi::{
     param::{Header, Query},
     payload::{Json, Payload},
@@ -70,6 +70,7 @@ impl MetricsApi {
     #[oai(path = "/v1/metrics", method = "get", operation_id = "queryMetrics")]
     async fn query_metrics(
         &self,
+        req: &Request,
         /// Only metrics with this name; repeat the parameter for any of several names.
         name: Query<Vec<String>>,
         /// Only metrics with `ts` at or after this ISO-8601 timestamp (inclusive).
@@ -78,6 +79,8 @@ impl MetricsApi {
         /// `ets` equal for an exact timestamp.
         ets: Query<Option<String>>,
     ) -> Result<MetricArray, ApiError> {
+        super::query::check(req, &["sts", "ets"])?;
+        let names = super::query::names(name.0)?;
         let start = parse_bound("sts", sts.0)?;
         let end = parse_bound("ets", ets.0)?;
         if let (Some(start), Some(end)) = (&start, &end) {
@@ -89,7 +92,7 @@ impl MetricsApi {
             }
         }
         let filter = MetricFilter {
-            names: name.0.into_iter().filter(|n| !n.is_empty()).collect(),
+            names,
             start_micros: start.map(|t| t.timestamp_micros()),
             end_micros: end.map(|t| t.timestamp_micros()),
         };

@@ -9,6 +9,8 @@
 //! | `health.rs` | `GET /healthz`, `GET /` |
 //! | `tokens.rs` | `POST/GET /v1/tokens`, `DELETE /v1/tokens/{id}`: the admin API |
 //! | `assets.rs` | `GET /assets/{file}`: the live page's scripts and styles (not in the spec) |
+//! | `socket.rs` | what both WebSocket routes share: Origin check, cap, writes with a deadline |
+//! | `query.rs` | reading query strings strictly (UTF-8, parameters given once) |
 //! | `body.rs`, `schema.rs` | reading POST bodies; the hand-written `Metric` schema |
 //! | `error.rs` | [`ApiError`], the one JSON error of every route |
 
@@ -19,7 +21,9 @@ mod health;
 mod idempotency;
 mod metrics;
 mod names;
+mod query;
 mod schema;
+mod socket;
 mod stream;
 mod tokens;
 mod ws;
@@ -28,6 +32,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 pub use self::error::ApiError;
+pub(crate) use self::socket::LiveSockets;
 use self::{
     body::BodyLimit, health::HealthApi, metrics::MetricsApi, names::NamesApi, stream::StreamApi,
     tokens::TokensApi, ws::LiveApi,
@@ -120,4 +125,5 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint {
                 Err(err) => error::error_response(err, &method, &path),
             })
         })
+        .with(assets::common_headers())
 }

@@ -16,11 +16,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures::{future::BoxFuture, Sink, SinkExt, Stream, StreamExt};
+use futures::{future::BoxFuture, Sink, Stream, StreamExt};
 use metrics_types::{ErrorCode, Limits, StreamFrame, Timestamp};
 use poem::{
     web::websocket::{CloseCode, Message, WebSocket, WebSocketStream, WebSocketUpgraded},
-    IntoResponse, Response,
+    IntoResponse, Request, Response,
 };
 use poem_openapi::{
     param::Query,
@@ -29,12 +29,19 @@ use poem_openapi::{
     ApiResponse, OpenApi,
 };
 use tokio::{
-    sync::broadcast::{self, error::RecvError},
+    sync::broadcast::{
+        self,
+        error::{RecvError, TryRecvError},
+    },
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{error::ApiError, ApiTags};
+use super::{
+    error::ApiError,
+    socket::{self, Incoming, ReadError, WriteError, Writer},
+    ApiTags,
+};
 use crate::{
     hub::Committed,
     store::{MetricStore, ReplayFilter, StoreError},
@@ -81,6 +88,7 @@ impl StreamApi {
     #[oai(path = "/v1/stream", method = "get", operation_id = "streamMetrics")]
     async fn stream(
         &self,
+        req: &Request,
         ws: WebSocket,
         /// Only metrics with this name; repeat the parameter for any of several names.
         name: Query<Vec<String>>,
@@ -90,7 +98,9 @@ impl StreamApi {
         /// timestamp (in storage order), then go live. Ignored when `since` is given.
         since_ts: Query<Option<String>>,
     ) -> Result<StreamUpgraded, ApiError> {
-        let names: Vec<String> = name.0.into_iter().filter(|n| !n.is_empty()).collect();
+        super::query::check(req, &["since", "since_ts"])?;
+        let names = super::query::names(name.0)?;
+        let admitted = self.state.live.admit(req)?;
         // Subscribe before anything is read from the database: nothing can fall in between.
         let rx = self.state.hub.subscribe();
         let start = match (since.0, since_ts.0.as_deref().map(str::trim)) {
@@ -117,21 +127,24 @@ impl StreamApi {
         };
         let store = self.state.store.clone();
         let shutdown = self.state.shutdown.clone();
-        Ok(StreamUpgraded(
-            ws.protocols([super::ws::SUBPROTOCOL])
-                .on_upgrade(Box::new(move |socket| {
-                    Box::pin(async move {
-                        let (sink, incoming) = socket.split();
-                        let stream = LiveStream {
-                            store,
-                            names,
-                            shutdown,
-                            heartbeat: HEARTBEAT,
-                        };
-                        stream.serve(sink, incoming, rx, start).await
-                    })
-                })),
-        ))
+        let ws = ws
+            .config(socket::config())
+            .protocols([super::ws::SUBPROTOCOL]);
+        Ok(StreamUpgraded(ws.on_upgrade(Box::new(move |ws| {
+            Box::pin(async move {
+                let (sink, incoming) = ws.split();
+                let writer = Writer::new(sink, admitted.write_timeout);
+                let incoming = incoming.map(|r| r.map_err(ReadError::from));
+                let stream = LiveStream {
+                    store,
+                    names,
+                    shutdown,
+                    heartbeat: HEARTBEAT,
+                };
+                stream.serve(writer, incoming, rx, start).await;
+                drop(admitted);
+            })
+        }))))
     }
 }
 
@@ -161,56 +174,62 @@ pub(crate) struct LiveStream {
 
 /// Why a socket stops.
 enum Stop {
-    /// The client left or the socket broke: nothing to send.
+    /// The client left, the socket broke or stayed unwritable: nothing more to send.
     Gone,
+    /// The client sent a message over the limit: close with 1009.
+    TooBig,
     /// The database failed: tell the client, which may reconnect with its cursor.
     Store(StoreError),
 }
 
+impl From<WriteError> for Stop {
+    fn from(_: WriteError) -> Self {
+        Stop::Gone
+    }
+}
+
 impl LiveStream {
-    /// Serves one socket until it closes, goes silent, or the server shuts down.
+    /// Serves one socket until it closes, goes silent, stalls, or the server shuts down.
     ///
     /// Generic over the socket's halves so that unit tests can drive it with channels.
-    pub(crate) async fn serve<Si, St, E>(
+    pub(crate) async fn serve<Si, St>(
         self,
-        mut sink: Si,
+        mut writer: Writer<Si>,
         mut incoming: St,
         mut rx: broadcast::Receiver<Arc<Committed>>,
         start: Start,
     ) where
         Si: Sink<Message> + Unpin,
-        St: Stream<Item = Result<Message, E>> + Unpin,
+        St: Stream<Item = Result<Message, ReadError>> + Unpin,
     {
-        let close = |code, reason: &str| Message::Close(Some((code, reason.to_owned())));
-        match self.run(&mut sink, &mut incoming, &mut rx, start).await {
+        match self.run(&mut writer, &mut incoming, &mut rx, start).await {
             Stop::Gone => {}
+            Stop::TooBig => socket::close_too_big(&mut writer).await,
             Stop::Store(err) => {
                 tracing::warn!(error = %err, "stream socket closed on a database error");
                 let reason = "database unavailable; reconnect with since=<last id>";
-                let _ = sink.send(close(CloseCode::Error, reason)).await;
+                writer.close(CloseCode::Error, reason).await;
             }
         }
         if self.shutdown.is_cancelled() {
-            let _ = sink
-                .send(close(CloseCode::Away, "server shutting down"))
-                .await;
+            writer.close(CloseCode::Away, "server shutting down").await;
         }
     }
 
-    async fn run<Si, St, E>(
+    async fn run<Si, St>(
         &self,
-        sink: &mut Si,
+        writer: &mut Writer<Si>,
         incoming: &mut St,
         rx: &mut broadcast::Receiver<Arc<Committed>>,
         start: Start,
     ) -> Stop
     where
         Si: Sink<Message> + Unpin,
-        St: Stream<Item = Result<Message, E>> + Unpin,
+        St: Stream<Item = Result<Message, ReadError>> + Unpin,
     {
         let (mut cursor, mut start_micros) = match start {
             Start::Now(id) => {
-                if send(sink, checkpoint(id)).await.is_err() {
+                if writer.send(checkpoint(id)).await.is_err() {
                     return Stop::Gone;
                 }
                 (id, None)
@@ -218,60 +237,89 @@ impl LiveStream {
             Start::After(id) => (id, None),
             Start::FromTs(micros) => (0, Some(micros)),
         };
-        if let Err(stop) = self.catch_up(sink, &mut cursor, start_micros.take()).await {
+        if let Err(stop) = self
+            .catch_up(writer, &mut cursor, start_micros.take())
+            .await
+        {
             return stop;
         }
         let mut ping = tokio::time::interval_at(Instant::now() + self.heartbeat, self.heartbeat);
         let mut heard = Instant::now();
         loop {
-            let outgoing = tokio::select! {
+            let mut lagged = false;
+            let burst = tokio::select! {
                 _ = self.shutdown.cancelled() => return Stop::Gone,
-                message = incoming.next() => match message {
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Stop::Gone,
-                    Some(Ok(_)) => {
+                message = incoming.next() => match Incoming::of(message) {
+                    Incoming::Alive => {
                         heard = Instant::now();
                         continue;
                     }
+                    Incoming::Gone => return Stop::Gone,
+                    Incoming::TooBig => return Stop::TooBig,
                 },
                 _ = ping.tick() => {
                     if heard.elapsed() > self.heartbeat * 3 {
                         tracing::info!("closing a silent stream socket");
                         return Stop::Gone;
                     }
-                    Message::Ping(Vec::new())
+                    vec![Message::Ping(Vec::new())]
                 }
                 item = rx.recv() => match item {
                     Ok(metric) => {
-                        if metric.id <= cursor {
-                            continue; // already replayed
+                        // Metrics come in bursts (one per commit): take what is already there
+                        // and write it with one flush.
+                        let mut burst = Vec::new();
+                        self.add(&mut burst, &mut cursor, &metric);
+                        while burst.len() < MAX_BURST {
+                            match rx.try_recv() {
+                                Ok(metric) => self.add(&mut burst, &mut cursor, &metric),
+                                Err(TryRecvError::Lagged(_)) => {
+                                    lagged = true;
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
                         }
-                        cursor = metric.id;
-                        if !self.wants(&metric.name) {
-                            continue;
-                        }
-                        Message::Text(frame(metric.id, &metric.doc))
+                        burst
                     }
                     Err(RecvError::Lagged(missed)) => {
                         tracing::debug!(missed, "stream reader fell behind; catching up from the database");
-                        if let Err(stop) = self.catch_up(sink, &mut cursor, None).await {
-                            return stop;
-                        }
-                        continue;
+                        lagged = true;
+                        Vec::new()
                     }
                     Err(RecvError::Closed) => return Stop::Gone,
                 },
             };
-            tokio::select! {
-                sent = sink.send(outgoing) => if sent.is_err() { return Stop::Gone },
-                _ = self.shutdown.cancelled() => return Stop::Gone,
+            if !burst.is_empty() {
+                tokio::select! {
+                    sent = writer.send_all(burst) => if sent.is_err() { return Stop::Gone },
+                    _ = self.shutdown.cancelled() => return Stop::Gone,
+                }
             }
+            if lagged {
+                if let Err(stop) = self.catch_up(writer, &mut cursor, None).await {
+                    return stop;
+                }
+            }
+        }
+    }
+
+    /// Adds a live metric's frame to `burst` unless it was already sent (replayed) or is
+    /// filtered out; either way the cursor moves past it.
+    fn add(&self, burst: &mut Vec<Message>, cursor: &mut i64, metric: &Committed) {
+        if metric.id <= *cursor {
+            return; // already replayed
+        }
+        *cursor = metric.id;
+        if self.wants(&metric.name) {
+            burst.push(Message::Text(frame(metric.id, &metric.doc)));
         }
     }
 
     /// Sends every stored metric after `cursor`, advancing it, until the database has no more.
     async fn catch_up<Si>(
         &self,
-        sink: &mut Si,
+        writer: &mut Writer<Si>,
         cursor: &mut i64,
         start_micros: Option<i64>,
     ) -> Result<(), Stop>
@@ -293,11 +341,14 @@ impl LiveStream {
                 .await
                 .map_err(Stop::Store)?;
             let full = page.len() as u64 == REPLAY_PAGE;
-            for metric in page {
-                send(sink, Message::Text(frame(metric.id, &metric.doc)))
-                    .await
-                    .map_err(|()| Stop::Gone)?;
-                *cursor = metric.id;
+            if let Some(last) = page.last() {
+                let last = last.id;
+                let frames: Vec<Message> = page
+                    .iter()
+                    .map(|metric| Message::Text(frame(metric.id, &metric.doc)))
+                    .collect();
+                writer.send_all(frames).await?;
+                *cursor = last;
             }
             if !full {
                 return Ok(());
@@ -310,9 +361,8 @@ impl LiveStream {
     }
 }
 
-async fn send<Si: Sink<Message> + Unpin>(sink: &mut Si, message: Message) -> Result<(), ()> {
-    sink.send(message).await.map_err(|_| ())
-}
+/// Frames written to a socket before one flush, at most.
+const MAX_BURST: usize = 256;
 
 /// A [`StreamFrame`] with a metric, written without re-parsing the stored document.
 fn frame(id: i64, doc: &str) -> String {
@@ -463,14 +513,19 @@ mod tests {
         let rx = hub.subscribe();
         write(&store, &hub, 4..=5);
         let (sink, mut sent) = mpsc::unbounded();
-        let (_from_client, incoming) = mpsc::unbounded::<Result<Message, ()>>();
+        let (_from_client, incoming) = mpsc::unbounded::<Result<Message, ReadError>>();
         let stream = LiveStream {
             store: store.clone(),
             names: vec![],
             shutdown: CancellationToken::new(),
             heartbeat: HEARTBEAT,
         };
-        tokio::spawn(stream.serve(sink, incoming, rx, Start::After(1)));
+        tokio::spawn(stream.serve(
+            Writer::new(sink, Duration::from_secs(10)),
+            incoming,
+            rx,
+            Start::After(1),
+        ));
         assert_eq!(
             metric_ids(&frames_until(&mut sent, 4).await),
             vec![2, 3, 4, 5]
@@ -485,14 +540,19 @@ mod tests {
         let store = Arc::new(Stored::default());
         let rx = hub.subscribe();
         let (sink, mut sent) = mpsc::unbounded();
-        let (_from_client, incoming) = mpsc::unbounded::<Result<Message, ()>>();
+        let (_from_client, incoming) = mpsc::unbounded::<Result<Message, ReadError>>();
         let stream = LiveStream {
             store: store.clone(),
             names: vec![],
             shutdown: CancellationToken::new(),
             heartbeat: HEARTBEAT,
         };
-        tokio::spawn(stream.serve(sink, incoming, rx, Start::Now(0)));
+        tokio::spawn(stream.serve(
+            Writer::new(sink, Duration::from_secs(10)),
+            incoming,
+            rx,
+            Start::Now(0),
+        ));
         // The checkpoint: the task has replayed (nothing) and now waits on the hub.
         let checkpoint = sent.next().await.expect("a checkpoint");
         assert!(metric_ids(&[checkpoint]).is_empty());

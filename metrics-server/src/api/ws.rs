@@ -5,12 +5,16 @@
 //! it missed. Writers never wait for a reader and the server never buffers more than that ring,
 //! and a reader never believes it saw everything when it did not. The socket is also pinged every
 //! [`HEARTBEAT`] so that dead peers are noticed, and closed with 1001 when the server shuts down.
+//! A reader that stops reading altogether cannot even take the 1013: every write, the close
+//! included, has the `--ws-write-timeout` deadline of the shared [`Writer`], past which the socket
+//! is dropped.
 
 use std::{sync::Arc, time::Duration};
 
-use futures::{future::BoxFuture, Sink, SinkExt, Stream, StreamExt};
-use poem::web::websocket::{
-    CloseCode, Message, WebSocket, WebSocketConfig, WebSocketStream, WebSocketUpgraded,
+use futures::{future::BoxFuture, Sink, Stream, StreamExt};
+use poem::{
+    web::websocket::{CloseCode, Message, WebSocket, WebSocketStream, WebSocketUpgraded},
+    Request,
 };
 use poem_openapi::OpenApi;
 use tokio::sync::broadcast::{
@@ -19,11 +23,12 @@ use tokio::sync::broadcast::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::ApiTags;
+use super::{
+    error::ApiError,
+    socket::{self, Incoming, ReadError, Writer},
+    ApiTags,
+};
 use crate::{hub::Committed, AppState};
-
-/// Bytes read from a socket at a time.
-const READ_BUFFER: usize = 4096;
 
 /// The subprotocol the server answers when a client offers it, e.g. a browser sending
 /// `["metrics", "bearer.<token>"]`: the server must echo one it accepts, never the token.
@@ -45,44 +50,52 @@ impl LiveApi {
     ///
     /// Upgrades to a WebSocket on which the server sends, as one text frame each, every metric
     /// committed from the moment of the request on: the JSON object as posted, in commit order.
-    /// Messages from the client are ignored. A reader that falls more than the server's
-    /// subscriber buffer behind is disconnected with close code 1013 and a reason saying how many
-    /// metrics it missed; query `GET /v1/metrics` to fill the gap. On shutdown the server closes
-    /// with 1001. A request without the WebSocket handshake gets 426 with the JSON error
-    /// `upgrade_required`.
+    /// Messages from the client are ignored; one over 64 KiB closes the socket with 1009. A
+    /// reader that falls more than the server's subscriber buffer behind is disconnected with
+    /// close code 1013 and a reason saying how many metrics it missed; query `GET /v1/metrics` to
+    /// fill the gap. A socket that stays unwritable past the server's write timeout is dropped.
+    /// On shutdown the server closes with 1001. A request without the WebSocket handshake gets
+    /// 426 with the JSON error `upgrade_required`; a browser page of a foreign `Origin` gets 403
+    /// `forbidden`, and an upgrade over the server's socket cap 503 with `Retry-After`.
     #[oai(path = "/v1/ws", method = "get", operation_id = "liveMetrics")]
-    async fn live(&self, ws: WebSocket) -> WebSocketUpgraded<SocketTask> {
+    async fn live(
+        &self,
+        req: &Request,
+        ws: WebSocket,
+    ) -> Result<WebSocketUpgraded<SocketTask>, ApiError> {
+        let admitted = self.state.live.admit(req)?;
         // Subscribe now, not after the handshake: a metric posted as soon as the client sees
         // the upgrade must reach it.
         let rx = self.state.hub.subscribe();
         let shutdown = self.state.shutdown.clone();
-        // Clients only send pongs and a close: a small read buffer. tungstenite zeroes the
-        // whole buffer before every read attempt, which the profile showed as 18% of the
-        // fan-out's time with the default 128 KiB.
-        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-        ws.config(config)
+        Ok(ws
+            .config(socket::config())
             .protocols([SUBPROTOCOL])
-            .on_upgrade(Box::new(move |socket| {
+            .on_upgrade(Box::new(move |ws| {
                 Box::pin(async move {
-                    let (sink, incoming) = socket.split();
-                    serve_socket(sink, incoming, rx, shutdown, HEARTBEAT).await
+                    let (sink, incoming) = ws.split();
+                    let writer = Writer::new(sink, admitted.write_timeout);
+                    let incoming = incoming.map(|r| r.map_err(ReadError::from));
+                    serve_socket(writer, incoming, rx, shutdown, HEARTBEAT).await;
+                    drop(admitted);
                 })
-            }))
+            })))
     }
 }
 
-/// Forwards committed metrics to one socket until it closes, lags, or the server shuts down.
+/// Forwards committed metrics to one socket until it closes, lags, stalls, or the server shuts
+/// down.
 ///
 /// Generic over the socket's halves so that unit tests can drive it with channels.
-pub(crate) async fn serve_socket<Si, St, E>(
-    mut sink: Si,
+pub(crate) async fn serve_socket<Si, St>(
+    mut writer: Writer<Si>,
     mut incoming: St,
     mut rx: broadcast::Receiver<Arc<Committed>>,
     shutdown: CancellationToken,
     heartbeat: Duration,
 ) where
     Si: Sink<Message> + Unpin,
-    St: Stream<Item = Result<Message, E>> + Unpin,
+    St: Stream<Item = Result<Message, ReadError>> + Unpin,
 {
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     loop {
@@ -91,31 +104,32 @@ pub(crate) async fn serve_socket<Si, St, E>(
             // that first would drop without its 1001.
             biased;
             _ = shutdown.cancelled() => {
-                let reason = "server shutting down".to_owned();
-                let _ = sink.send(Message::Close(Some((CloseCode::Away, reason)))).await;
+                writer.close(CloseCode::Away, "server shutting down").await;
                 break;
             }
-            message = incoming.next() => match message {
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                Some(Ok(_)) => continue,
+            message = incoming.next() => match Incoming::of(message) {
+                Incoming::Alive => continue,
+                Incoming::Gone => break,
+                Incoming::TooBig => {
+                    socket::close_too_big(&mut writer).await;
+                    break;
+                }
             },
             _ = ping.tick() => Message::Ping(Vec::new()),
             item = rx.recv() => match item {
                 Ok(metric) => Message::Text(metric.doc.clone()),
                 Err(RecvError::Lagged(missed)) => {
-                    close_lagging(&mut sink, missed).await;
+                    close_lagging(&mut writer, missed).await;
                     break;
                 }
                 Err(RecvError::Closed) => break,
             },
         };
         // Metrics come in bursts (one per commit): write what is already there and flush once.
-        // The profile of the fan-out showed the server's time going to one write system call
-        // per frame per socket.
-        let mut burst = Vec::new();
+        let mut burst = vec![outgoing];
         let mut lagged = None;
-        if matches!(outgoing, Message::Text(_)) {
-            while burst.len() < MAX_BURST {
+        if matches!(burst[0], Message::Text(_)) {
+            while burst.len() <= MAX_BURST {
                 match rx.try_recv() {
                     Ok(metric) => burst.push(Message::Text(metric.doc.clone())),
                     Err(TryRecvError::Lagged(missed)) => {
@@ -126,19 +140,13 @@ pub(crate) async fn serve_socket<Si, St, E>(
                 }
             }
         }
-        let write = async {
-            sink.feed(outgoing).await?;
-            for message in burst {
-                sink.feed(message).await?;
-            }
-            sink.flush().await
-        };
         tokio::select! {
-            sent = write => if sent.is_err() { break },
+            // Closed, or unwritable past the write timeout: drop the socket.
+            sent = writer.send_all(burst) => if sent.is_err() { break },
             _ = shutdown.cancelled() => break,
         }
         if let Some(missed) = lagged {
-            close_lagging(&mut sink, missed).await;
+            close_lagging(&mut writer, missed).await;
             break;
         }
     }
@@ -147,13 +155,12 @@ pub(crate) async fn serve_socket<Si, St, E>(
 /// Frames written to a socket before one flush, at most.
 const MAX_BURST: usize = 256;
 
-/// Tells a reader that fell behind how many metrics it missed, with close code 1013.
-async fn close_lagging<Si: Sink<Message> + Unpin>(sink: &mut Si, missed: u64) {
+/// Tells a reader that fell behind how many metrics it missed, with close code 1013, if its
+/// socket takes the frame within the write timeout.
+async fn close_lagging<Si: Sink<Message> + Unpin>(writer: &mut Writer<Si>, missed: u64) {
     tracing::info!(missed, "closing a WebSocket that fell behind");
     let reason = format!("fell behind: {missed} metrics missed; reconnect and query the gap");
-    let _ = sink
-        .send(Message::Close(Some((CloseCode::Again, reason))))
-        .await;
+    writer.close(CloseCode::Again, &reason).await;
 }
 
 #[cfg(test)]
@@ -166,7 +173,7 @@ mod tests {
     /// A fake socket: what the server sends comes out of `sent`; `from_client` feeds it.
     struct Fake {
         sent: mpsc::UnboundedReceiver<Message>,
-        from_client: mpsc::UnboundedSender<Result<Message, ()>>,
+        from_client: mpsc::UnboundedSender<Result<Message, ReadError>>,
         task: tokio::task::JoinHandle<()>,
     }
 
@@ -174,7 +181,7 @@ mod tests {
         let (sink, sent) = mpsc::unbounded();
         let (from_client, incoming) = mpsc::unbounded();
         let task = tokio::spawn(serve_socket(
-            sink,
+            Writer::new(sink, Duration::from_secs(10)),
             incoming,
             hub.subscribe(),
             shutdown,
@@ -234,6 +241,41 @@ mod tests {
                 assert!(reason.contains("metrics missed"), "{reason}");
             }
             other => panic!("expected a 1013 close, got {other:?}"),
+        }
+        fake.task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_stopped_reading_is_dropped_after_the_write_timeout() {
+        let hub = Hub::new(2);
+        // The socket takes one frame and then nothing: its reader stopped reading.
+        let (sink, _unread) = mpsc::channel::<Message>(0);
+        let (_from_client, incoming) = mpsc::unbounded::<Result<Message, ReadError>>();
+        let task = tokio::spawn(serve_socket(
+            Writer::new(sink, Duration::from_millis(500)),
+            incoming,
+            hub.subscribe(),
+            CancellationToken::new(),
+            HEARTBEAT,
+        ));
+        // It lags; the 1013 cannot be written either, and must not be waited for forever.
+        hub.publish((1..=5).map(metric));
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the socket task ends after the write timeout")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_oversized_message_closes_with_1009() {
+        let hub = Hub::new(2);
+        let mut fake = start(&hub, CancellationToken::new());
+        fake.from_client
+            .unbounded_send(Err(ReadError::TooBig))
+            .unwrap();
+        match fake.sent.next().await {
+            Some(Message::Close(Some((code, _)))) => assert_eq!(code, CloseCode::Size),
+            other => panic!("expected a 1009 close, got {other:?}"),
         }
         fake.task.await.unwrap();
     }

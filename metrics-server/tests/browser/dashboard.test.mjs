@@ -41,10 +41,49 @@ for (const backend of BACKENDS) {
     }
 
     test("the page loads without console errors and fetches nothing from elsewhere", async () => {
-      const { page, errors, offsite } = await open();
+      const { page, errors, offsite, violations } = await open();
       // The chart library is the embedded one, and the chart is drawn.
       assert.equal(await page.evaluate(() => typeof window.uPlot), "function");
       await page.waitForSelector("#chart .uplot canvas");
+      assert.deepEqual(errors, []);
+      assert.deepEqual(offsite, []);
+      assert.deepEqual(violations, []);
+    });
+
+    test("under its Content-Security-Policy the page works with no violation, and markup in a name stays text", async () => {
+      // Names and keys that would run script if the page ever put them into HTML.
+      const name = `<img src=x onerror=alert(1)>.${backend}`;
+      const label = "</script><script>alert(2)</script>";
+      await server.post({ name, value: 7, ts: isoAgo(0), [label]: "<b onmouseover=alert(3)>x</b>" });
+      const { page, errors, offsite, violations, dialogs, response } = await open(`#name=${encodeURIComponent(name)}&range=5m`);
+      const csp = response.headers()["content-security-policy"];
+      assert.match(csp, /script-src 'self'/);
+      assert.match(csp, /frame-ancestors 'none'/);
+      assert.equal(response.headers()["x-content-type-options"], "nosniff");
+
+      // The page did its work: the chart is drawn, the name is listed and its metric is in the
+      // table and the chart.
+      await page.waitForSelector("#chart .uplot canvas");
+      await waitForValues(page, name, [7]);
+      const shown = await page.evaluate((name) => {
+        const row = [...document.querySelectorAll("#latest tbody tr")].find((r) => r.dataset.name === name);
+        const item = [...document.querySelectorAll("#names li")].find((li) => li.textContent.includes(name));
+        return { row: row?.textContent ?? null, item: item?.textContent ?? null };
+      }, name);
+      assert.ok(shown.row?.includes(name), `the name shows as text in the table: ${JSON.stringify(shown)}`);
+      assert.ok(shown.row?.includes(label), `the key shows as text: ${shown.row}`);
+      assert.ok(shown.item?.includes(name), `the name shows as text in the picker: ${shown.item}`);
+      assert.equal(await page.locator("#latest img, #names img, #latest script, [onerror], [onmouseover]").count(), 0);
+
+      // The theme script, moved out of the page into /assets/theme.js, still runs before the
+      // first paint.
+      await page.evaluate(() => localStorage.setItem("metrics.theme", "dark"));
+      await page.reload();
+      assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), "dark");
+      await page.waitForSelector('#status[data-state="live"]', { timeout: 10e3 });
+      await waitForValues(page, name, [7]);
+      assert.deepEqual(dialogs, []);
+      assert.deepEqual(violations, []);
       assert.deepEqual(errors, []);
       assert.deepEqual(offsite, []);
     });

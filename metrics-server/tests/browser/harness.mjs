@@ -157,17 +157,28 @@ export async function launchBrowser() {
 }
 
 /** A page, by default in UTC (so a `datetime-local` field means what the test computes), with its
- * console errors and any request to another origin collected. */
+ * console errors, any request to another origin, every Content-Security-Policy violation the page
+ * reports and every dialog (`alert`) collected. */
 export async function openPage(browser, url, { colorScheme = "light", viewport = { width: 1280, height: 860 }, timezoneId = "UTC" } = {}) {
   const context = await browser.newContext({ timezoneId, colorScheme, viewport });
   const page = await context.newPage();
   const errors = [];
   const offsite = [];
+  const violations = [];
+  const dialogs = [];
   page.on("console", (msg) => { if (msg.type() === "error") errors.push(msg.text()); });
   page.on("pageerror", (err) => errors.push(String(err)));
   page.on("request", (req) => { if (!req.url().startsWith(new URL(url).origin) && !req.url().startsWith("data:")) offsite.push(req.url()); });
-  await page.goto(url);
-  return { page, context, errors, offsite };
+  page.on("dialog", (dialog) => { dialogs.push(dialog.message()); dialog.dismiss().catch(() => {}); });
+  // Injected by the browser driver, not by the page, so the page's own CSP does not block it.
+  await page.exposeFunction("__reportCspViolation", (v) => violations.push(v));
+  await page.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (e) => {
+      window.__reportCspViolation(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} (${e.sourceFile}:${e.lineNumber})`);
+    }, true);
+  });
+  const response = await page.goto(url);
+  return { page, context, errors, offsite, violations, dialogs, response };
 }
 
 /** What the chart shows for `name`: [[tSeconds, value], ...], read from uPlot's own data. */

@@ -102,6 +102,9 @@ async fn a_stalled_reader_is_closed_without_slowing_writers(backend: Backend) {
     let db = TestDb::new(backend).await;
     let mut config = db.config();
     config.subscriber_buffer = 16;
+    // This reader comes back to read its 1013: the write timeout (which drops a reader that
+    // never comes back, see the faults suite) must not run out while the writers post.
+    config.ws_write_timeout = Duration::from_secs(120);
     let server = TestServer::start_with(config).await;
     let (mut stalled, _) = connect_async(server.ws_url("/v1/ws")).await.unwrap();
 

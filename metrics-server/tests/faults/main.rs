@@ -12,11 +12,14 @@
 #![allow(unreachable_pub, missing_docs, clippy::unwrap_used)]
 
 mod auth;
+mod bad_input;
 mod common;
 mod connections;
 mod http_errors;
+mod page;
 mod raw;
 mod slow_clients;
+mod websocket;
 
 /// `crate::on_both_backends!(...)` in every module: one test per backend.
 #[allow(unused_imports)]
