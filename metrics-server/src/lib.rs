@@ -92,7 +92,8 @@ impl Server {
             .with_context(|| {
                 format!("cannot open the database {}", redact(&config.database_url))
             })?;
-        Ok(Server::with_store(Arc::new(SqlStore::new(db)), config))
+        let store = SqlStore::new(db).with_min_free_disk(config.min_free_disk);
+        Ok(Server::with_store(Arc::new(store), config))
     }
 
     /// A server over any [`MetricStore`], configured by `config` (its database URL is unused).

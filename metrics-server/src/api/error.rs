@@ -61,6 +61,17 @@ impl ApiError {
         )
     }
 
+    /// 507: the database's disk is full or below `--min-free-disk`; `detail` goes to the log.
+    pub fn insufficient_storage(detail: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %detail, "write refused: insufficient storage");
+        ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            ErrorCode::InsufficientStorage,
+            "the server's disk is full: nothing of this write was stored; reads still work. \
+             Retry once space is freed",
+        )
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -80,6 +91,9 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(_) => ApiError::unavailable(&err),
+            StoreError::DiskFull(_) | StoreError::LowDiskSpace { .. } => {
+                ApiError::insufficient_storage(&err)
+            }
             _ => ApiError::internal(&err),
         }
     }
@@ -126,7 +140,8 @@ const ERROR_RESPONSES: &[(u16, &str)] = &[
     (413, "The request body is over the server's limit (`--body-limit`)."),
     (415, "The request's Content-Type is not one the route accepts."),
     (500, "The server failed. Nothing of the request was stored; the details are in the server log."),
-    (503, "The server is shutting down or its database is unreachable. Nothing was stored; retry after `Retry-After` seconds."),
+    (503, "The server is shutting down, or its database is unreachable or lost the connection. Retry after `Retry-After` seconds. A write answered so may or may not have been stored: retry it with the same `Idempotency-Key` to store it exactly once."),
+    (507, "The server's disk is full (or below `--min-free-disk`): nothing of the write was stored. Reads still work; retry once space is freed."),
 ];
 
 impl ApiResponse for ApiError {

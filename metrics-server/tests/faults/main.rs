@@ -16,3 +16,6 @@ mod common;
 /// `crate::on_both_backends!(...)` in every module: one test per backend.
 #[allow(unused_imports)]
 use metrics_test_support::on_both_backends;
+
+mod database;
+mod disk;
