@@ -21,11 +21,13 @@ use sqlx::{Connection, Executor, PgConnection, SqliteConnection};
 
 use crate::common::{Backend, TestDb, TestServer};
 
-/// How a transient failure must be answered: 503, `Retry-After`, JSON code `unavailable`.
+/// How a transient failure must be answered: 503, `Retry-After`, JSON code `unavailable` (or,
+/// from `/healthz`, its own body with status `unavailable`).
 fn check_unavailable(status: u16, retry_after: Option<&str>, body: &str) -> Result<(), String> {
-    let code = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|b| b["code"].as_str().map(str::to_owned));
+    let code = serde_json::from_str::<Value>(body).ok().and_then(|b| {
+        let code = b.get("code").or_else(|| b.get("status"));
+        code.and_then(Value::as_str).map(str::to_owned)
+    });
     match (status, retry_after, code.as_deref()) {
         (503, Some(_), Some("unavailable")) => Ok(()),
         _ => Err(format!("{status} (Retry-After {retry_after:?}): {body}")),
