@@ -67,8 +67,8 @@ impl ApiError {
         ApiError::new(
             StatusCode::INSUFFICIENT_STORAGE,
             ErrorCode::InsufficientStorage,
-            "the server's disk is full: nothing of this write was stored; reads still work. \
-             Retry once space is freed",
+            "the database's disk is full: a write stores nothing until space is freed on the \
+             server; retry later",
         )
     }
 

@@ -1,9 +1,12 @@
-//! A full disk: SQLite on a small tmpfs, written until nothing fits. Every answer is a 200 or a
-//! 507 `insufficient_storage` (never a 500); every acknowledged metric is committed (seen by
-//! another connection and after a restart); reads keep working; writes resume by themselves when
-//! space returns; `--min-free-disk` refuses writes before the disk is full.
+//! A full disk: SQLite on a small tmpfs (and PostgreSQL with the test database in a tablespace
+//! on one), written until nothing fits. Every answer is a 200 or a 507 `insufficient_storage`
+//! (never a 500); every acknowledged metric is committed (seen by another connection and after a
+//! restart); reads keep working; writes resume by themselves when space returns;
+//! `--min-free-disk` refuses writes before the SQLite disk is full.
 //!
-//! Mounting needs root: without it each test prints `skipped: ...` and passes.
+//! Mounting needs root: without it each test prints `skipped: ...` and passes. The PostgreSQL
+//! test also needs the server on this machine (the tablespace directory is made for its
+//! `postgres` user) and skips otherwise.
 //!
 //! ```text
 //! cargo test -p metrics-server --test faults disk::
@@ -21,7 +24,7 @@ use std::{
 
 use metrics_server::Config;
 use serde_json::{json, Value};
-use sqlx::{Connection, SqliteConnection};
+use sqlx::{Connection, Executor, PgConnection, SqliteConnection};
 
 use crate::common::TestServer;
 
@@ -209,6 +212,22 @@ async fn read_directly(fs: &Tmpfs) -> (Vec<u64>, String) {
     (values, integrity)
 }
 
+/// The values of the `disk` metrics as another connection to PostgreSQL sees them.
+async fn read_postgres(url: &str) -> Vec<u64> {
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    let mut values: Vec<u64> =
+        sqlx::query_scalar::<_, f64>("SELECT value FROM metrics WHERE name = 'disk'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| v as u64)
+            .collect();
+    values.sort_unstable();
+    conn.close().await.unwrap();
+    values
+}
+
 /// Every acknowledged value is in `stored`; returns how many are missing.
 fn missing(acknowledged: &[u64], stored: &[u64]) -> usize {
     acknowledged
@@ -343,5 +362,125 @@ async fn min_free_disk_refuses_writes_before_the_disk_is_full() {
         Some(&200),
         "writes did not resume: {statuses:?}"
     );
+    server.stop().await;
+}
+
+/// A PostgreSQL database of its own in a tablespace on `fs`; dropped with the tablespace.
+struct TablespaceDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl TablespaceDb {
+    async fn create(fs: &Tmpfs) -> Option<TablespaceDb> {
+        let dir = fs.path().join("pg");
+        std::fs::create_dir(&dir).unwrap();
+        let chowned = Command::new("chown").arg("postgres:postgres").arg(&dir).output();
+        if !chowned.is_ok_and(|out| out.status.success()) {
+            eprintln!("skipped: no local `postgres` user to own the tablespace directory");
+            return None;
+        }
+        let admin = std::env::var(metrics_test_support::POSTGRES_URL_VAR)
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let name = format!("metrics_disk_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::connect(&admin).await.unwrap();
+        let location = dir.display().to_string().replace('\'', "''");
+        if let Err(err) = conn
+            .execute(format!("CREATE TABLESPACE {name} LOCATION '{location}'").as_str())
+            .await
+        {
+            eprintln!("skipped: cannot create a tablespace on the tmpfs (is PostgreSQL on this machine?): {err}");
+            return None;
+        }
+        conn.execute(format!("CREATE DATABASE {name} TABLESPACE {name}").as_str())
+            .await
+            .unwrap();
+        // Temporary files (a large sort) go to the database's tablespace unless told otherwise:
+        // keep them off the full disk, as docs/operations.md advises, so that reads go on.
+        conn.execute(format!("ALTER DATABASE {name} SET temp_tablespaces = pg_default").as_str())
+            .await
+            .unwrap();
+        let url = match admin.rfind('/') {
+            Some(i) if i > "postgres://".len() => format!("{}/{name}", &admin[..i]),
+            _ => format!("{admin}/{name}"),
+        };
+        Some(TablespaceDb { admin, name, url })
+    }
+
+}
+
+impl Drop for TablespaceDb {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop runs outside async, before the tmpfs is unmounted: a runtime on its own thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(&admin).await {
+                    for statement in [
+                        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                        format!("DROP TABLESPACE IF EXISTS {name}"),
+                    ] {
+                        let _ = conn.execute(statement.as_str()).await;
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_postgres_tablespace_refuses_writes_with_507_and_loses_no_acknowledged_write() {
+    let Some(fs) = Tmpfs::mount("20m") else {
+        return;
+    };
+    let filler = fs.filler(2 << 20);
+    let Some(db) = TablespaceDb::create(&fs).await else {
+        return;
+    };
+    let mut config = Config::with_database(db.url.clone());
+    config.port = 0;
+    config.db_connections = 4;
+    config.shutdown_timeout = Duration::from_secs(5);
+    let server = TestServer::start_with(config.clone()).await;
+
+    let tally = write_until_refused(&server, 40, 4000).await;
+    let stored = read_postgres(&db.url).await;
+    let lost = missing(&tally.acknowledged, &stored);
+    eprintln!(
+        "full PostgreSQL tablespace: {} requests, {} metrics acknowledged, {} answers 507, \
+         {} other answers, {} acknowledged metrics not committed, {} bytes free",
+        tally.requests,
+        tally.acknowledged.len(),
+        tally.refused,
+        tally.unexpected.len(),
+        lost,
+        fs.available()
+    );
+    assert!(
+        tally.unexpected.is_empty(),
+        "answers other than 200 or 507 insufficient_storage: {:?}",
+        &tally.unexpected[..tally.unexpected.len().min(5)]
+    );
+    assert!(tally.refused > 0, "the disk never filled");
+    assert!(!tally.acknowledged.is_empty());
+    assert_eq!(lost, 0, "acknowledged metrics missing for another connection");
+
+    // Reads keep working on a full disk.
+    assert_eq!(query_values(&server).await, stored);
+
+    filler.remove();
+    let statuses = write_succeeds_within(&server, Duration::from_secs(5)).await;
+    assert_eq!(statuses.last(), Some(&200), "writes did not resume: {statuses:?}");
+
+    let addr = server.addr;
+    server.stop().await;
+    let server = TestServer::start_at(config, addr).await;
+    assert_eq!(missing(&tally.acknowledged, &query_values(&server).await), 0);
     server.stop().await;
 }
