@@ -376,7 +376,10 @@ impl TablespaceDb {
     async fn create(fs: &Tmpfs) -> Option<TablespaceDb> {
         let dir = fs.path().join("pg");
         std::fs::create_dir(&dir).unwrap();
-        let chowned = Command::new("chown").arg("postgres:postgres").arg(&dir).output();
+        let chowned = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&dir)
+            .output();
         if !chowned.is_ok_and(|out| out.status.success()) {
             eprintln!("skipped: no local `postgres` user to own the tablespace directory");
             return None;
@@ -407,7 +410,6 @@ impl TablespaceDb {
         };
         Some(TablespaceDb { admin, name, url })
     }
-
 }
 
 impl Drop for TablespaceDb {
@@ -469,18 +471,28 @@ async fn a_full_postgres_tablespace_refuses_writes_with_507_and_loses_no_acknowl
     );
     assert!(tally.refused > 0, "the disk never filled");
     assert!(!tally.acknowledged.is_empty());
-    assert_eq!(lost, 0, "acknowledged metrics missing for another connection");
+    assert_eq!(
+        lost, 0,
+        "acknowledged metrics missing for another connection"
+    );
 
     // Reads keep working on a full disk.
     assert_eq!(query_values(&server).await, stored);
 
     filler.remove();
     let statuses = write_succeeds_within(&server, Duration::from_secs(5)).await;
-    assert_eq!(statuses.last(), Some(&200), "writes did not resume: {statuses:?}");
+    assert_eq!(
+        statuses.last(),
+        Some(&200),
+        "writes did not resume: {statuses:?}"
+    );
 
     let addr = server.addr;
     server.stop().await;
     let server = TestServer::start_at(config, addr).await;
-    assert_eq!(missing(&tally.acknowledged, &query_values(&server).await), 0);
+    assert_eq!(
+        missing(&tally.acknowledged, &query_values(&server).await),
+        0
+    );
     server.stop().await;
 }
