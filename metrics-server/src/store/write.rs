@@ -180,3 +180,81 @@ impl WriteConnection for PgConnection {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{sqlite::SqlitePoolOptions, Executor, SqlitePool};
+
+    use super::transaction;
+
+    /// Whether the pool's connection is the one marked by `mark`: a TEMP table lives and dies
+    /// with its connection.
+    async fn is_marked(pool: &SqlitePool) -> bool {
+        let mut conn = pool.acquire().await.unwrap();
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM sqlite_temp_master WHERE name = 'marker'",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap()
+            == 1
+    }
+
+    async fn one_connection_pool() -> (tempfile::TempDir, SqlitePool) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect(&url)
+            .await
+            .unwrap();
+        pool.execute("CREATE TABLE t (x INTEGER)").await.unwrap();
+        pool.execute("CREATE TEMP TABLE marker (x INTEGER)")
+            .await
+            .unwrap();
+        (dir, pool)
+    }
+
+    #[tokio::test]
+    async fn a_committed_transaction_keeps_its_connection() {
+        let (_dir, pool) = one_connection_pool().await;
+        transaction(&pool, async |conn| {
+            conn.execute("INSERT INTO t VALUES (1)").await.map(|_| ())
+        })
+        .await
+        .unwrap();
+        assert!(is_marked(&pool).await);
+    }
+
+    #[tokio::test]
+    async fn a_failed_transaction_closes_its_connection() {
+        let (dir, pool) = one_connection_pool().await;
+        // What SQLite does on SQLITE_FULL: it ends the transaction itself, behind sqlx's back,
+        // and the COMMIT that follows fails.
+        let failed = transaction(&pool, async |conn| {
+            conn.execute("INSERT INTO t VALUES (1)").await?;
+            conn.execute("ROLLBACK").await?;
+            Err::<(), _>(sqlx::Error::Protocol("COMMIT failed".into()))
+        })
+        .await;
+        assert!(failed.is_err());
+        assert!(!is_marked(&pool).await, "the failed connection was reused");
+
+        // The next transaction commits for real: another connection sees it.
+        transaction(&pool, async |conn| {
+            conn.execute("INSERT INTO t VALUES (2)").await.map(|_| ())
+        })
+        .await
+        .unwrap();
+        let file = dir.path().join("t.db");
+        let other = SqlitePool::connect(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap();
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT x FROM t")
+            .fetch_all(&other)
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![2]);
+    }
+}
