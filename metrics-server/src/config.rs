@@ -80,6 +80,12 @@ pub struct Config {
     /// clients that send no `Origin` (SDKs, curl) are not affected.
     #[arg(long, env = "METRICS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Free space the SQLite database's filesystem must keep: below it, writes are refused with
+    /// 507 `insufficient_storage` (reads go on) until space returns. In bytes or with a unit
+    /// (`100MiB`, `1GiB`); `0` turns the check off. Ignored for PostgreSQL, whose disk the
+    /// server cannot see (a full PostgreSQL disk also answers 507).
+    #[arg(long, env = "METRICS_MIN_FREE_DISK", default_value = "100MiB", value_parser = parse_disk_size)]
+    pub min_free_disk: u64,
 
     /// On shutdown, the longest wait for requests in flight, e.g. `10s` or `500ms`.
     #[arg(long, env = "METRICS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -200,6 +206,11 @@ fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// A size as [`parse_size`] reads it, for disk space.
+fn parse_disk_size(s: &str) -> Result<u64, String> {
+    parse_size(s).map(|n| n as u64)
+}
+
 /// `10s`, `500ms`, `2m`, `24h`, or plain seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -247,6 +258,7 @@ mod tests {
         assert_eq!(c.max_ws_connections, 100);
         assert_eq!(c.ws_write_timeout, Duration::from_secs(10));
         assert!(c.allowed_origins.is_empty());
+        assert_eq!(c.min_free_disk, 100 << 20);
     }
 
     #[test]
@@ -262,5 +274,7 @@ mod tests {
     fn command_line_overrides() {
         let c = Config::parse_from(["metrics-server", "--port", "0", "--body-limit", "1MiB"]);
         assert_eq!((c.port, c.body_limit), (0, 1 << 20));
+        let c = Config::parse_from(["metrics-server", "--min-free-disk", "0"]);
+        assert_eq!(c.min_free_disk, 0);
     }
 }

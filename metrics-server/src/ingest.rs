@@ -5,8 +5,10 @@
 //! stores them in one transaction, and only after the commit answers each request and publishes
 //! the metrics, with their ids and in commit order, to the hub. Under load many requests share
 //! one commit, which is what makes writes fast while every acknowledgement stays durable. If a
-//! shared transaction fails, each request in it is retried alone, so one request's failure is
-//! never another's.
+//! shared transaction fails with a database error, each request in it is retried alone, so one
+//! request's failure is never another's. A transient failure or a full disk is nobody's request:
+//! every request of the group gets it as it is, unretried, since a lost connection may leave the
+//! commit in doubt and a retry could store the group twice.
 
 use std::{sync::Arc, time::Duration};
 
@@ -153,7 +155,7 @@ async fn run_writer(
                 drop(rows);
                 finish(&hub, group, ids);
             }
-            Err(err) if group.len() > 1 => {
+            Err(err @ StoreError::Database(_)) if group.len() > 1 => {
                 drop(rows);
                 tracing::warn!(error = %err, requests = group.len(), "group commit failed; retrying each request alone");
                 for request in group {
@@ -172,9 +174,11 @@ async fn run_writer(
             }
             Err(err) => {
                 drop(rows);
-                // A group of one: nothing to retry.
-                if let Some(request) = group.pop() {
-                    let _ = request.done.send(Err(err.into()));
+                if group.len() > 1 {
+                    tracing::warn!(error = %err, requests = group.len(), "group commit failed");
+                }
+                for request in group {
+                    let _ = request.done.send(Err(err.clone().into()));
                 }
             }
         }

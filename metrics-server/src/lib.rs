@@ -102,7 +102,8 @@ impl Server {
             })?;
         let tokens = store::TokenStore::new(db.clone());
         let auth = auth::Auth::resolve(config, Some(tokens.clone())).await?;
-        let mut server = Server::with_store(Arc::new(SqlStore::new(db)), config);
+        let store = SqlStore::new(db).with_min_free_disk(config.min_free_disk);
+        let mut server = Server::with_store(Arc::new(store), config);
         server.state.auth = auth;
         server.state.tokens = Some(tokens);
         Ok(server)

@@ -61,6 +61,17 @@ impl ApiError {
         )
     }
 
+    /// 507: the database's disk is full or below `--min-free-disk`; `detail` goes to the log.
+    pub fn insufficient_storage(detail: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %detail, "write refused: insufficient storage");
+        ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            ErrorCode::InsufficientStorage,
+            "the database's disk is full: a write stores nothing until space is freed on the \
+             server; retry later",
+        )
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -80,6 +91,9 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(_) => ApiError::unavailable(&err),
+            StoreError::DiskFull(_) | StoreError::LowDiskSpace { .. } => {
+                ApiError::insufficient_storage(&err)
+            }
             _ => ApiError::internal(&err),
         }
     }
@@ -136,7 +150,8 @@ const ERROR_RESPONSES: &[(u16, &str)] = &[
     (415, "The request's Content-Type is missing or not one the route accepts (`POST /v1/metrics`: `application/json` or `application/x-ndjson`)."),
     (431, "The request line and headers are over the server's limit (`--max-header-size`)."),
     (500, "The server failed. Nothing of the request was stored; the details are in the server log."),
-    (503, "The server is shutting down, at its connection limit (`--max-connections`), or its database is unreachable. Nothing was stored; retry after `Retry-After` seconds."),
+    (503, "The server is shutting down, at its connection limit (`--max-connections`) or WebSocket cap, or its database is unreachable or lost the connection. Retry after `Retry-After` seconds. A write answered so may or may not have been stored: retry it with the same `Idempotency-Key` to store it exactly once."),
+    (507, "The server's disk is full (or below `--min-free-disk`): nothing of the write was stored. Reads still work; retry once space is freed."),
 ];
 
 impl ApiResponse for ApiError {

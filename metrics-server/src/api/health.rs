@@ -27,9 +27,14 @@ enum HealthResponse {
     /// The server is up and its database answers.
     #[oai(status = 200)]
     Ok(Json<Health>),
-    /// The database does not answer.
+    /// The database does not answer; retry after `Retry-After` seconds.
     #[oai(status = 503)]
-    Unavailable(Json<Health>),
+    Unavailable(
+        Json<Health>,
+        /// Seconds to wait before asking again.
+        #[oai(header = "Retry-After")]
+        u32,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -63,7 +68,7 @@ impl HealthApi {
             Ok(()) => HealthResponse::Ok(Json(health("ok"))),
             Err(err) => {
                 tracing::warn!(error = %err, "health check failed");
-                HealthResponse::Unavailable(Json(health("unavailable")))
+                HealthResponse::Unavailable(Json(health("unavailable")), 1)
             }
         }
     }

@@ -1,19 +1,24 @@
 //! Storage: the [`MetricStore`] trait the rest of the server talks to, and its SQL implementation.
 //!
-//! This module is the only place with SQL. [`SqlStore`] serves PostgreSQL and SQLite through one
-//! sea-orm code path; [`connect`] opens either from a URL with the settings each needs.
+//! This module is the only place with SQL. [`SqlStore`] serves PostgreSQL and SQLite: reads
+//! through sea-orm, writes through one sqlx transaction each (`write`); [`connect`] opens either
+//! from a URL with the settings each needs. [`StoreError`] says what a failure means for the
+//! client.
 
 mod connect;
+mod disk;
 mod entity;
-mod idempotency;
+mod error;
 mod replay;
 mod sql;
 mod token_entity;
 mod tokens;
+mod write;
 
 use futures::stream::BoxStream;
 
 pub use connect::{connect, Backend};
+pub use error::StoreError;
 pub use sql::SqlStore;
 pub use tokens::{NewToken, TokenInfo, TokenStore};
 
@@ -86,29 +91,6 @@ pub struct NameStats {
     pub first_micros: i64,
     /// The latest `ts`, in microseconds since the epoch.
     pub last_micros: i64,
-}
-
-/// A failure of the database. The message is for the log, never for a client.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The database could not be reached (connection refused, pool exhausted, ...).
-    #[error("database unavailable: {0}")]
-    Unavailable(#[source] sea_orm::DbErr),
-    /// Any other database error.
-    #[error("database error: {0}")]
-    Database(#[source] sea_orm::DbErr),
-}
-
-impl From<sea_orm::DbErr> for StoreError {
-    fn from(err: sea_orm::DbErr) -> Self {
-        match err {
-            sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_) => {
-                StoreError::Unavailable(err)
-            }
-            _ => StoreError::Database(err),
-        }
-    }
 }
 
 /// Where metrics are kept. Implementations must make every `insert` atomic and durable.

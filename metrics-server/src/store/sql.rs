@@ -1,52 +1,70 @@
-//! [`SqlStore`]: the [`MetricStore`] over sea-orm, for PostgreSQL and SQLite alike.
+//! [`SqlStore`]: the [`MetricStore`] for PostgreSQL and SQLite alike: reads through sea-orm,
+//! writes through the sqlx transactions of [`super::write`].
 
 use futures::{stream::BoxStream, StreamExt};
 use sea_orm::{
-    sea_query::{Expr, Query},
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryOrder, QuerySelect,
-    RuntimeErr, Statement, TransactionTrait,
+    sea_query::Expr, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryOrder,
+    QuerySelect, Statement,
 };
 
 use super::{
+    disk::DiskGuard,
     entity::{Column, Entity},
+    write::{self, transaction, WriteConnection},
     MetricFilter, MetricStore, NameStats, NewMetric, OnceOutcome, ReplayFilter, StoreError,
     StoredMetric,
 };
-
-/// Rows per INSERT statement: 4 bind parameters each stays far below SQLite's 32,766 and
-/// PostgreSQL's 65,535 parameters per statement.
-const ROWS_PER_STATEMENT: usize = 1000;
 
 /// Rows per page of [`SqlStore::query_chunks`]: two statements, one result row, one chunk of the
 /// answer each. At ~100 bytes a row, a page is a few hundred kilobytes, which bounds the memory
 /// of any query.
 const ROWS_PER_PAGE: i64 = 4096;
 
-/// The metric store over a sea-orm connection pool.
+/// The metric store over a connection pool.
 #[derive(Clone)]
 pub struct SqlStore {
     /// The pool; cheap to clone, shared by the writer and every query.
     db: DatabaseConnection,
+    /// Refuses writes when the SQLite file's filesystem runs low (`--min-free-disk`).
+    disk: Option<DiskGuard>,
 }
 
 impl SqlStore {
     /// A store over an open, migrated connection (see [`super::connect`]).
     pub fn new(db: DatabaseConnection) -> Self {
-        SqlStore { db }
+        SqlStore { db, disk: None }
+    }
+
+    /// Refuses writes with [`StoreError::LowDiskSpace`] while the filesystem of the SQLite file
+    /// has less than `min_free` bytes available (0: never). PostgreSQL's disk is not ours to
+    /// see; a full one is reported by the database as [`StoreError::DiskFull`].
+    pub fn with_min_free_disk(mut self, min_free: u64) -> Self {
+        if self.db.get_database_backend() == DbBackend::Sqlite {
+            let options = self.db.get_sqlite_connection_pool().connect_options();
+            self.disk = DiskGuard::new(options.get_filename(), min_free);
+        }
+        self
+    }
+
+    fn check_disk(&self) -> Result<(), StoreError> {
+        self.disk.as_ref().map_or(Ok(()), DiskGuard::check)
     }
 }
 
 #[async_trait::async_trait]
 impl MetricStore for SqlStore {
     async fn insert(&self, metrics: &[&NewMetric]) -> Result<Vec<i64>, StoreError> {
-        let backend = self.db.get_database_backend();
-        if backend == DbBackend::Postgres {
-            return insert_postgres(self.db.get_postgres_connection_pool(), metrics).await;
+        self.check_disk()?;
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                transaction(pool, async |conn| conn.insert_rows(metrics).await).await
+            }
+            _ => {
+                let pool = self.db.get_sqlite_connection_pool();
+                transaction(pool, async |conn| conn.insert_rows(metrics).await).await
+            }
         }
-        let txn = self.db.begin().await?;
-        let ids = insert_rows(&txn, metrics).await?;
-        txn.commit().await?;
-        Ok(ids)
     }
 
     async fn names(&self) -> Result<Vec<NameStats>, StoreError> {
@@ -144,42 +162,24 @@ impl MetricStore for SqlStore {
         window_micros: i64,
         metrics: &[&NewMetric],
     ) -> Result<OnceOutcome, StoreError> {
-        super::idempotency::insert_once(&self.db, key, window_micros, metrics).await
-    }
-}
-
-/// Inserts `metrics` through `conn` (the caller's transaction) with multi-row
-/// `INSERT ... RETURNING id` statements, and returns their ids in the same order.
-pub(super) async fn insert_rows(
-    conn: &impl ConnectionTrait,
-    metrics: &[&NewMetric],
-) -> Result<Vec<i64>, sea_orm::DbErr> {
-    let backend = conn.get_database_backend();
-    let mut ids = Vec::with_capacity(metrics.len());
-    for chunk in metrics.chunks(ROWS_PER_STATEMENT) {
-        let mut insert = Query::insert();
-        insert
-            .into_table(Entity)
-            .columns([Column::Name, Column::Ts, Column::Value, Column::Doc])
-            .returning_col(Column::Id);
-        for m in chunk {
-            insert.values_panic([
-                m.name.as_str().into(),
-                m.ts_micros.into(),
-                m.value.into(),
-                m.doc.as_str().into(),
-            ]);
+        self.check_disk()?;
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                transaction(pool, async |conn| {
+                    write::insert_once(conn, key, window_micros, metrics).await
+                })
+                .await
+            }
+            _ => {
+                let pool = self.db.get_sqlite_connection_pool();
+                transaction(pool, async |conn| {
+                    write::insert_once(conn, key, window_micros, metrics).await
+                })
+                .await
+            }
         }
-        let rows = conn.query_all(backend.build(&insert)).await?;
-        let mut chunk_ids = rows
-            .iter()
-            .map(|row| row.try_get_by_index::<i64>(0))
-            .collect::<Result<Vec<_>, _>>()?;
-        // Ids are assigned in row order; RETURNING does not promise to list them in it.
-        chunk_ids.sort_unstable();
-        ids.extend(chunk_ids);
     }
-    Ok(ids)
 }
 
 /// Where a paged query stands.
@@ -298,40 +298,4 @@ fn page_docs(
     }
     let sql = format!("SELECT {} FROM metrics {}", join_docs(backend), w.sql());
     w.statement(sql)
-}
-
-/// One statement for the whole batch on PostgreSQL: four array parameters, unnested into rows.
-///
-/// The profile of the multi-row `INSERT ... VALUES` showed the server building and binding
-/// 4,000 parameters per 1,000 rows (sea-query, then sqlx encoding each one) and PostgreSQL
-/// planning a statement that large; arrays make it one bind per column and a plan that is the
-/// same for every batch size. A single statement is atomic on its own, so no BEGIN/COMMIT round
-/// trips either. Ids come from the sequence in row order, so sorting them gives the input order.
-async fn insert_postgres(
-    pool: &sqlx::PgPool,
-    metrics: &[&NewMetric],
-) -> Result<Vec<i64>, StoreError> {
-    let names: Vec<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
-    let ts: Vec<i64> = metrics.iter().map(|m| m.ts_micros).collect();
-    let values: Vec<Option<f64>> = metrics.iter().map(|m| m.value).collect();
-    let docs: Vec<&str> = metrics.iter().map(|m| m.doc.as_str()).collect();
-    let mut ids: Vec<i64> = sqlx::query_scalar(
-        "INSERT INTO metrics (name, ts, value, doc) \
-         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::float8[], $4::text[]) \
-         RETURNING id",
-    )
-    .bind(names)
-    .bind(ts)
-    .bind(values)
-    .bind(docs)
-    .fetch_all(pool)
-    .await
-    .map_err(|err| match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            DbErr::Conn(RuntimeErr::SqlxError(err))
-        }
-        other => DbErr::Query(RuntimeErr::SqlxError(other)),
-    })?;
-    ids.sort_unstable();
-    Ok(ids)
 }

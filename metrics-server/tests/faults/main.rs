@@ -24,3 +24,6 @@ mod websocket;
 /// `crate::on_both_backends!(...)` in every module: one test per backend.
 #[allow(unused_imports)]
 use metrics_test_support::on_both_backends;
+
+mod database;
+mod disk;
