@@ -81,6 +81,39 @@ pub(super) trait WriteConnection {
 }
 
 // The idempotency statements are the same SQL on both backends (sqlx binds `$N` on SQLite too).
+// sqlx's executors are typed per database, so the methods that run them are written once here
+// and expanded into each backend's impl.
+macro_rules! idempotency_statements {
+    () => {
+        async fn forget_keys_before(&mut self, micros: i64) -> Result<(), sqlx::Error> {
+            sqlx::query(FORGET_KEYS).bind(micros).execute(self).await?;
+            Ok(())
+        }
+
+        async fn stored_under(&mut self, key: &str) -> Result<Option<i64>, sqlx::Error> {
+            sqlx::query_scalar(STORED_UNDER)
+                .bind(key)
+                .fetch_optional(self)
+                .await
+        }
+
+        async fn remember(
+            &mut self,
+            key: &str,
+            micros: i64,
+            stored: i64,
+        ) -> Result<(), sqlx::Error> {
+            sqlx::query(REMEMBER)
+                .bind(key)
+                .bind(micros)
+                .bind(stored)
+                .execute(self)
+                .await?;
+            Ok(())
+        }
+    };
+}
+
 const FORGET_KEYS: &str = "DELETE FROM idempotency_keys WHERE created_micros < $1";
 const STORED_UNDER: &str = r#"SELECT stored FROM idempotency_keys WHERE "key" = $1"#;
 const REMEMBER: &str =
@@ -108,27 +141,7 @@ impl WriteConnection for SqliteConnection {
         Ok(ids)
     }
 
-    async fn forget_keys_before(&mut self, micros: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(FORGET_KEYS).bind(micros).execute(self).await?;
-        Ok(())
-    }
-
-    async fn stored_under(&mut self, key: &str) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::query_scalar(STORED_UNDER)
-            .bind(key)
-            .fetch_optional(self)
-            .await
-    }
-
-    async fn remember(&mut self, key: &str, micros: i64, stored: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(REMEMBER)
-            .bind(key)
-            .bind(micros)
-            .bind(stored)
-            .execute(self)
-            .await?;
-        Ok(())
-    }
+    idempotency_statements!();
 }
 
 impl WriteConnection for PgConnection {
@@ -158,27 +171,7 @@ impl WriteConnection for PgConnection {
         Ok(ids)
     }
 
-    async fn forget_keys_before(&mut self, micros: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(FORGET_KEYS).bind(micros).execute(self).await?;
-        Ok(())
-    }
-
-    async fn stored_under(&mut self, key: &str) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::query_scalar(STORED_UNDER)
-            .bind(key)
-            .fetch_optional(self)
-            .await
-    }
-
-    async fn remember(&mut self, key: &str, micros: i64, stored: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(REMEMBER)
-            .bind(key)
-            .bind(micros)
-            .bind(stored)
-            .execute(self)
-            .await?;
-        Ok(())
-    }
+    idempotency_statements!();
 }
 
 #[cfg(test)]

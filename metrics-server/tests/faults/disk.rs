@@ -188,6 +188,33 @@ async fn write_until_refused(server: &TestServer, stop_after: u64, max_requests:
     all
 }
 
+/// Prints what a run against a filling disk saw, then asserts its promises: every answer was 200
+/// or 507, the disk did fill, and every acknowledged metric is in `stored`.
+fn report_full_disk(label: &str, tally: &Tally, stored: &[u64], free: u64) {
+    let lost = missing(&tally.acknowledged, stored);
+    eprintln!(
+        "{label}: {} requests, {} metrics acknowledged, {} answers 507, {} other answers, \
+         {} acknowledged metrics not committed, {} bytes free",
+        tally.requests,
+        tally.acknowledged.len(),
+        tally.refused,
+        tally.unexpected.len(),
+        lost,
+        free
+    );
+    assert!(
+        tally.unexpected.is_empty(),
+        "answers other than 200 or 507 insufficient_storage: {:?}",
+        &tally.unexpected[..tally.unexpected.len().min(5)]
+    );
+    assert!(tally.refused > 0, "the disk never filled");
+    assert!(!tally.acknowledged.is_empty());
+    assert_eq!(
+        lost, 0,
+        "acknowledged metrics missing for another connection"
+    );
+}
+
 /// The values of the `disk` metrics as another connection sees them, and the integrity check.
 async fn read_directly(fs: &Tmpfs) -> (Vec<u64>, String) {
     let url = format!(
@@ -275,28 +302,7 @@ async fn a_full_disk_refuses_writes_with_507_and_loses_no_acknowledged_write() {
 
     let tally = write_until_refused(&server, 40, 4000).await;
     let (stored, integrity) = read_directly(&fs).await;
-    let lost = missing(&tally.acknowledged, &stored);
-    eprintln!(
-        "full disk: {} requests, {} metrics acknowledged, {} answers 507, {} other answers, \
-         {} acknowledged metrics not committed, {} bytes free",
-        tally.requests,
-        tally.acknowledged.len(),
-        tally.refused,
-        tally.unexpected.len(),
-        lost,
-        fs.available()
-    );
-    assert!(
-        tally.unexpected.is_empty(),
-        "answers other than 200 or 507 insufficient_storage: {:?}",
-        &tally.unexpected[..tally.unexpected.len().min(5)]
-    );
-    assert!(tally.refused > 0, "the disk never filled");
-    assert!(!tally.acknowledged.is_empty());
-    assert_eq!(
-        lost, 0,
-        "acknowledged metrics missing for another connection"
-    );
+    report_full_disk("full disk", &tally, &stored, fs.available());
     assert_eq!(integrity, "ok");
 
     // Reads keep working on a full disk.
@@ -453,27 +459,11 @@ async fn a_full_postgres_tablespace_refuses_writes_with_507_and_loses_no_acknowl
 
     let tally = write_until_refused(&server, 40, 4000).await;
     let stored = read_postgres(&db.url).await;
-    let lost = missing(&tally.acknowledged, &stored);
-    eprintln!(
-        "full PostgreSQL tablespace: {} requests, {} metrics acknowledged, {} answers 507, \
-         {} other answers, {} acknowledged metrics not committed, {} bytes free",
-        tally.requests,
-        tally.acknowledged.len(),
-        tally.refused,
-        tally.unexpected.len(),
-        lost,
-        fs.available()
-    );
-    assert!(
-        tally.unexpected.is_empty(),
-        "answers other than 200 or 507 insufficient_storage: {:?}",
-        &tally.unexpected[..tally.unexpected.len().min(5)]
-    );
-    assert!(tally.refused > 0, "the disk never filled");
-    assert!(!tally.acknowledged.is_empty());
-    assert_eq!(
-        lost, 0,
-        "acknowledged metrics missing for another connection"
+    report_full_disk(
+        "full PostgreSQL tablespace",
+        &tally,
+        &stored,
+        fs.available(),
     );
 
     // Reads keep working on a full disk.
