@@ -268,3 +268,34 @@ async fn a_locked_sqlite_database_answers_503() {
     assert_eq!(server.query("?name=locked").await.len(), 1);
     server.stop().await;
 }
+
+/// With its database unreachable at start, the server does not pretend to serve: it exits with a
+/// non-zero status and says which database it could not open, with the password hidden.
+#[tokio::test]
+async fn an_unreachable_database_at_start_stops_the_server_with_a_clear_message() {
+    // A port that refuses connections: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://metrics:secret@127.0.0.1:{port}/metrics");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_metrics-server"))
+        .args(["--port", "0", "--database-url", &url])
+        .env("RUST_BACKTRACE", "0")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("the server gave up within the pool's acquire timeout")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "exited with {}", output.status);
+    assert!(
+        stderr.contains(&format!(
+            "cannot open the database postgres://metrics:***@127.0.0.1:{port}/metrics"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secret"), "{stderr}");
+}
