@@ -11,8 +11,8 @@
 //! | --- | --- |
 //! | [`auth`] | tokens and scopes: the check every request passes, the `token` commands |
 //! | [`config`] | the clap [`Config`]: flags, environment variables, defaults |
-//! | `api` | the HTTP routes (poem-openapi), request parsing, the one JSON error |
-//! | [`ingest`] | the write path: group commit, then hand-off to the hub |
+//! | `api` | the HTTP routes (poem-openapi), reading requests off the wire, the one JSON error |
+//! | [`ingest`] | the write path: parsing posted metrics (`ingest::parse`), group commit, hand-off to the hub |
 //! | [`hub`] | fan-out of committed metrics to live subscribers, and its lag policy |
 //! | [`store`] | the [`MetricStore`](store::MetricStore) trait and its SQL implementation |
 //! | [`telemetry`] | logging to stderr and a file |

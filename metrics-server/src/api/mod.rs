@@ -11,7 +11,7 @@
 //! | `assets.rs` | `GET /assets/{file}`: the live page's scripts and styles (not in the spec) |
 //! | `socket.rs` | what both WebSocket routes share: Origin check, cap, writes with a deadline |
 //! | `query.rs` | reading query strings strictly (UTF-8, parameters given once) |
-//! | `body.rs`, `schema.rs` | reading POST bodies; the hand-written `Metric` schema |
+//! | `body.rs`, `schema.rs` | reading POST bodies (type, encoding, limit; `ingest::parse` reads the metrics); the hand-written `Metric` schema |
 //! | `error.rs` | [`ApiError`], the one JSON error of every route |
 
 mod assets;

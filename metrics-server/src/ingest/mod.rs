@@ -1,4 +1,4 @@
-//! The write path: group commit of validated metrics, then hand-off to the [`Hub`].
+//! The write path: parsing posted metrics, group commit, then hand-off to the [`Hub`].
 //!
 //! Every POST hands its validated metrics to one writer task through a bounded queue and waits
 //! for the answer. The writer takes whatever requests are queued (up to `max_batch` metrics),
@@ -9,6 +9,11 @@
 //! request's failure is never another's. A transient failure or a full disk is nobody's request:
 //! every request of the group gets it as it is, unretried, since a lost connection may leave the
 //! commit in doubt and a retry could store the group twice.
+//!
+//! What the writer stores was validated before: `parse` turns a posted body into metrics (JSON or
+//! NDJSON framing, each metric's fields), or says what is wrong with it.
+
+pub(crate) mod parse;
 
 use std::{sync::Arc, time::Duration};
 
