@@ -14,7 +14,7 @@
 //! | `api` | the HTTP routes (poem-openapi), reading requests off the wire, the one JSON error |
 //! | [`ingest`] | the write path: parsing posted metrics (`ingest::parse`), group commit, hand-off to the hub |
 //! | [`hub`] | fan-out of committed metrics to live subscribers, and its lag policy |
-//! | [`store`] | the [`MetricStore`](store::MetricStore) trait and its SQL implementation |
+//! | [`store`] | the [`store::MetricStore`] trait and its SQL implementation |
 //! | [`telemetry`] | logging to stderr and a file |
 //! | `transport` | accepting and serving connections: timeouts, the connection cap, header size |
 //!
