@@ -13,7 +13,9 @@
 //! | `query.rs` | reading query strings strictly (UTF-8, parameters given once) |
 //! | `body.rs`, `schema.rs` | reading POST bodies; the hand-written `Metric` schema |
 //! | `error.rs` | [`ApiError`], the one JSON error of every route |
+//! | `allow.rs` | the `Allow` header of every 405, from the spec's operations |
 
+mod allow;
 mod assets;
 mod body;
 mod error;
@@ -28,14 +30,19 @@ mod stream;
 mod tokens;
 mod ws;
 
-use poem::{Endpoint, EndpointExt, IntoResponse, Route};
-use poem_openapi::{OpenApiService, Tags};
+use std::sync::Arc;
+
+use poem::{
+    http::{header, Method, StatusCode},
+    Endpoint, EndpointExt, IntoResponse, Route,
+};
+use poem_openapi::{OpenApi, OpenApiService, Tags};
 
 pub use self::error::ApiError;
 pub(crate) use self::socket::LiveSockets;
 use self::{
-    body::BodyLimit, health::HealthApi, metrics::MetricsApi, names::NamesApi, stream::StreamApi,
-    tokens::TokensApi, ws::LiveApi,
+    allow::AllowedMethods, body::BodyLimit, health::HealthApi, metrics::MetricsApi,
+    names::NamesApi, stream::StreamApi, tokens::TokensApi, ws::LiveApi,
 };
 use crate::AppState;
 
@@ -104,6 +111,17 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint {
     let api = openapi(state);
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
+    // Every 405 says which methods the route does accept: the spec's operations, plus the assets.
+    let allowed = Arc::new(AllowedMethods::new(
+        <Apis as OpenApi>::meta()
+            .into_iter()
+            .flat_map(|api| api.paths)
+            .map(|path| {
+                let methods = path.operations.iter().map(|op| op.method.clone()).collect();
+                (path.path, methods)
+            })
+            .chain([("/assets/:file".to_owned(), vec![Method::GET])]),
+    ));
     Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
@@ -117,13 +135,22 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint {
                 ep.call(req).await
             }
         })
-        .around(|ep, req| async move {
-            let method = req.method().clone();
-            let path = req.uri().path().to_owned();
-            Ok(match ep.call(req).await {
-                Ok(response) => response.into_response(),
-                Err(err) => error::error_response(err, &method, &path),
-            })
+        .around(move |ep, req| {
+            let allowed = allowed.clone();
+            async move {
+                let method = req.method().clone();
+                let path = req.uri().path().to_owned();
+                let mut response = match ep.call(req).await {
+                    Ok(response) => response.into_response(),
+                    Err(err) => error::error_response(err, &method, &path),
+                };
+                if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+                    if let Some(allow) = allowed.get(&path) {
+                        response.headers_mut().insert(header::ALLOW, allow.clone());
+                    }
+                }
+                Ok(response)
+            }
         })
         .with(assets::common_headers())
 }
