@@ -39,6 +39,12 @@ async fn spec_is_served_complete_and_committed(backend: Backend) {
         "#/components/schemas/ErrorBody"
     );
     assert!(spec["paths"]["/v1/ws"]["get"]["responses"]["101"].is_object());
+    for path in ["/v1/ws", "/v1/stream"] {
+        assert!(
+            spec["paths"][path]["get"]["responses"]["426"].is_object(),
+            "{path} documents its 426 upgrade_required"
+        );
+    }
     assert_eq!(
         spec["paths"]["/v1/stream"]["get"]["responses"]["101"]["content"]["application/json"]
             ["schema"]["$ref"],
