@@ -67,11 +67,13 @@ impl StreamApi {
     ///
     /// The per-request limits clients split their batches under, and the idempotency window.
     #[oai(path = "/v1/limits", method = "get", operation_id = "limits")]
-    async fn limits(&self) -> Json<Limits> {
-        Json(Limits {
+    async fn limits(&self) -> Result<Json<Limits>, ApiError> {
+        // Never fails itself, but like every route it can answer 401/403 (auth on), 405, ...:
+        // the error type puts those in the spec.
+        Ok(Json(Limits {
             max_body_bytes: self.state.body_limit as u64,
             idempotency_window_secs: self.state.idempotency_window.as_secs(),
-        })
+        }))
     }
 
     /// Resumable live metrics (WebSocket)

@@ -1,9 +1,9 @@
 """Schemathesis hooks for the conformance run (tests/conformance.rs): loaded by
 `SCHEMATHESIS_HOOKS=conformance_hooks` with this folder on PYTHONPATH.
 
-`POST /v1/metrics` also takes `application/x-ndjson` (one JSON value per line), which
-schemathesis cannot send by itself: a batch (a JSON array) goes one element per line, any other
-value as one line.
+- A serializer for `application/x-ndjson`, which `POST /v1/metrics` takes and schemathesis cannot
+  send by itself: a batch (a JSON array) goes one element per line, any other value as one line.
+- A filter dropping the one generated query that OpenAPI cannot call invalid (see below).
 """
 
 import json
