@@ -12,6 +12,7 @@
 //! | `socket.rs` | what both WebSocket routes share: Origin check, cap, writes with a deadline |
 //! | `query.rs` | reading query strings strictly (UTF-8, parameters given once) |
 //! | `body.rs`, `schema.rs` | reading POST bodies; the hand-written `Metric` schema |
+//! | `security.rs` | the spec's `bearer` security scheme, from `crate::auth::policy` |
 //! | `error.rs` | [`ApiError`], the one JSON error of every route |
 //! | `allow.rs` | the `Allow` header of every 405, from the spec's operations |
 
@@ -25,6 +26,7 @@ mod metrics;
 mod names;
 mod query;
 mod schema;
+mod security;
 mod socket;
 mod stream;
 mod tokens;
@@ -100,7 +102,7 @@ fn openapi(state: AppState) -> OpenApiService<Apis, ()> {
 
 /// The OpenAPI spec of the whole service, as pretty JSON (what `GET /openapi.json` serves).
 pub(crate) fn spec_json(state: AppState) -> String {
-    openapi(state).spec()
+    security::declare(&openapi(state).spec())
 }
 
 /// The whole service: the API, `/openapi.json`, Swagger UI at `/docs`, and one JSON error shape
@@ -109,7 +111,12 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint {
     let body_limit = BodyLimit(state.body_limit);
     let auth = state.auth.clone();
     let api = openapi(state);
-    let spec = api.spec_endpoint();
+    let spec = security::declare(&api.spec());
+    let spec = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(spec.clone())
+    });
     let docs = api.swagger_ui();
     // Every 405 says which methods the route does accept: the spec's operations, plus the assets.
     let allowed = Arc::new(AllowedMethods::new(
