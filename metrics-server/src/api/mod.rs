@@ -111,13 +111,17 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint {
     let body_limit = BodyLimit(state.body_limit);
     let auth = state.auth.clone();
     let api = openapi(state);
-    let spec = security::declare(&api.spec());
+    // The spec with its security scheme, served and embedded in Swagger UI (whose "Authorize"
+    // then takes a token).
+    let generated = api.spec();
+    let declared = security::declare(&generated);
+    let docs_html = api.swagger_ui_html().replace(&generated, &declared);
     let spec = poem::endpoint::make_sync(move |_| {
         poem::Response::builder()
             .content_type("application/json; charset=utf-8")
-            .body(spec.clone())
+            .body(declared.clone())
     });
-    let docs = api.swagger_ui();
+    let docs = poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone()));
     // Every 405 says which methods the route does accept: the spec's operations, plus the assets.
     let allowed = Arc::new(AllowedMethods::new(
         <Apis as OpenApi>::meta()
