@@ -41,8 +41,8 @@ impl MetricsApi {
     async fn post_metrics(
         &self,
         body: MetricsBody,
-        /// Any unique string of 1 to 255 characters (a UUID, say) naming this request, the same
-        /// on every retry of it.
+        /// Any unique string of 1 to 255 printable ASCII characters (a UUID, say) naming this
+        /// request, the same on every retry of it.
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<schema::IdempotencyKey>>,
         req: &poem::Request,
@@ -52,6 +52,11 @@ impl MetricsApi {
             if let Some(metric) = body.0.iter().find(|m| !grant.allows_name(&m.name)) {
                 return Err(grant.name_forbidden(&metric.name));
             }
+        }
+        // poem-openapi reads a header value that is not visible ASCII as no header at all; a
+        // write sent with a key must not be made without it.
+        if idempotency_key.0.is_none() && req.headers().contains_key("idempotency-key") {
+            return Err(super::idempotency::bad_key());
         }
         if let Some(key) = idempotency_key.0 {
             return super::idempotency::post_once(&self.state, key.0, body.0)
