@@ -59,7 +59,7 @@ impl<'a> ApiExtractor<'a> for MetricsBody {
                 },
                 MetaMediaType {
                     content_type: NDJSON,
-                    schema: schema::metric_or_batch(),
+                    schema: schema::ndjson_lines(),
                 },
             ],
             required: true,

@@ -154,6 +154,23 @@ const ERROR_RESPONSES: &[(u16, &str)] = &[
     (507, "The server's disk is full (or below `--min-free-disk`): nothing of the write was stored. Reads still work; retry once space is freed."),
 ];
 
+/// The 426 of a WebSocket route asked without the handshake, for the OpenAPI spec: only those
+/// two routes answer it, so it is not among [`ERROR_RESPONSES`].
+pub(crate) fn upgrade_required_meta() -> MetaResponse {
+    MetaResponse {
+        description: "The request is not a WebSocket handshake (a GET with `Connection: Upgrade`, \
+                      `Upgrade: websocket`, `Sec-WebSocket-Version: 13` and `Sec-WebSocket-Key`), \
+                      or came over HTTP/1.0: the JSON error `upgrade_required`.",
+        status: Some(426),
+        status_range: None,
+        content: vec![MetaMediaType {
+            content_type: "application/json; charset=utf-8",
+            schema: <ErrorBody as poem_openapi::types::Type>::schema_ref(),
+        }],
+        headers: vec![],
+    }
+}
+
 impl ApiResponse for ApiError {
     fn meta() -> MetaResponses {
         MetaResponses {

@@ -11,6 +11,17 @@ use crate::{
 /// The longest key accepted, in bytes.
 const MAX_KEY_BYTES: usize = 255;
 
+/// The answer to a malformed `Idempotency-Key`.
+pub(crate) fn bad_key() -> ApiError {
+    ApiError::bad_request(
+        ErrorCode::InvalidParam,
+        format!(
+            "header `Idempotency-Key` must be 1 to {MAX_KEY_BYTES} printable ASCII characters, \
+             such as a UUID"
+        ),
+    )
+}
+
 /// Stores `metrics` unless `key` was seen within the server's window; either way answers with
 /// the result of the first request that carried the key.
 pub(crate) async fn post_once(
@@ -19,13 +30,7 @@ pub(crate) async fn post_once(
     metrics: Vec<NewMetric>,
 ) -> Result<PostMetricsResponse, ApiError> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidParam,
-            format!(
-                "header `Idempotency-Key` must be 1 to {MAX_KEY_BYTES} bytes without control \
-                 characters, such as a UUID"
-            ),
-        ));
+        return Err(bad_key());
     }
     match state
         .ingest

@@ -41,10 +41,10 @@ impl MetricsApi {
     async fn post_metrics(
         &self,
         body: MetricsBody,
-        /// Any unique string of 1 to 255 characters (a UUID, say) naming this request, the same
-        /// on every retry of it.
+        /// Any unique string of 1 to 255 printable ASCII characters (a UUID, say) naming this
+        /// request, the same on every retry of it.
         #[oai(name = "Idempotency-Key")]
-        idempotency_key: Header<Option<String>>,
+        idempotency_key: Header<Option<schema::IdempotencyKey>>,
         req: &poem::Request,
     ) -> Result<Json<PostMetricsResponse>, ApiError> {
         // A token confined to name prefixes writes only within them (all or nothing).
@@ -53,8 +53,13 @@ impl MetricsApi {
                 return Err(grant.name_forbidden(&metric.name));
             }
         }
+        // poem-openapi reads a header value that is not visible ASCII as no header at all; a
+        // write sent with a key must not be made without it.
+        if idempotency_key.0.is_none() && req.headers().contains_key("idempotency-key") {
+            return Err(super::idempotency::bad_key());
+        }
         if let Some(key) = idempotency_key.0 {
-            return super::idempotency::post_once(&self.state, key, body.0)
+            return super::idempotency::post_once(&self.state, key.0, body.0)
                 .await
                 .map(Json);
         }
@@ -72,17 +77,18 @@ impl MetricsApi {
         &self,
         req: &Request,
         /// Only metrics with this name; repeat the parameter for any of several names.
-        name: Query<Vec<String>>,
+        #[oai(default)]
+        name: Query<Vec<schema::NameFilter>>,
         /// Only metrics with `ts` at or after this ISO-8601 timestamp (inclusive).
-        sts: Query<Option<String>>,
+        sts: Query<Option<schema::TimeBound>>,
         /// Only metrics with `ts` at or before this ISO-8601 timestamp (inclusive). Set `sts` and
         /// `ets` equal for an exact timestamp.
-        ets: Query<Option<String>>,
+        ets: Query<Option<schema::TimeBound>>,
     ) -> Result<MetricArray, ApiError> {
         super::query::check(req, &["sts", "ets"])?;
-        let names = super::query::names(name.0)?;
-        let start = parse_bound("sts", sts.0)?;
-        let end = parse_bound("ets", ets.0)?;
+        let names = super::query::names(name.0.into_iter().map(|n| n.0).collect())?;
+        let start = parse_bound("sts", sts.0.map(|t| t.0))?;
+        let end = parse_bound("ets", ets.0.map(|t| t.0))?;
         if let (Some(start), Some(end)) = (&start, &end) {
             if start.timestamp_micros() > end.timestamp_micros() {
                 return Err(ApiError::bad_request(

@@ -12,8 +12,11 @@
 //! | `socket.rs` | what both WebSocket routes share: Origin check, cap, writes with a deadline |
 //! | `query.rs` | reading query strings strictly (UTF-8, parameters given once) |
 //! | `body.rs`, `schema.rs` | reading POST bodies (type, encoding, limit; `ingest::parse` reads the metrics); the hand-written `Metric` schema |
+//! | `security.rs` | the spec's `bearer` security scheme, from `crate::auth::policy` |
 //! | `error.rs` | [`ApiError`], the one JSON error of every route |
+//! | `allow.rs` | the `Allow` header of every 405, from the spec's operations |
 
+mod allow;
 mod assets;
 mod body;
 mod error;
@@ -23,19 +26,25 @@ mod metrics;
 mod names;
 mod query;
 mod schema;
+mod security;
 mod socket;
 mod stream;
 mod tokens;
 mod ws;
 
-use poem::{Endpoint, EndpointExt, IntoResponse, Route};
-use poem_openapi::{OpenApiService, Tags};
+use std::sync::Arc;
+
+use poem::{
+    http::{header, Method, StatusCode},
+    Endpoint, EndpointExt, IntoResponse, Route,
+};
+use poem_openapi::{OpenApi, OpenApiService, Tags};
 
 pub use self::error::ApiError;
 pub(crate) use self::socket::LiveSockets;
 use self::{
-    body::BodyLimit, health::HealthApi, metrics::MetricsApi, names::NamesApi, stream::StreamApi,
-    tokens::TokensApi, ws::LiveApi,
+    allow::AllowedMethods, body::BodyLimit, health::HealthApi, metrics::MetricsApi,
+    names::NamesApi, stream::StreamApi, tokens::TokensApi, ws::LiveApi,
 };
 use crate::AppState;
 
@@ -93,7 +102,7 @@ fn openapi(state: AppState) -> OpenApiService<Apis, ()> {
 
 /// The OpenAPI spec of the whole service, as pretty JSON (what `GET /openapi.json` serves).
 pub(crate) fn spec_json(state: AppState) -> String {
-    openapi(state).spec()
+    security::declare(&openapi(state).spec())
 }
 
 /// The whole service: the API, `/openapi.json`, Swagger UI at `/docs`, and one JSON error shape
@@ -102,8 +111,28 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint {
     let body_limit = BodyLimit(state.body_limit);
     let auth = state.auth.clone();
     let api = openapi(state);
-    let spec = api.spec_endpoint();
-    let docs = api.swagger_ui();
+    // The spec with its security scheme, served and embedded in Swagger UI (whose "Authorize"
+    // then takes a token).
+    let generated = api.spec();
+    let declared = security::declare(&generated);
+    let docs_html = api.swagger_ui_html().replace(&generated, &declared);
+    let spec = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(declared.clone())
+    });
+    let docs = poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone()));
+    // Every 405 says which methods the route does accept: the spec's operations, plus the assets.
+    let allowed = Arc::new(AllowedMethods::new(
+        <Apis as OpenApi>::meta()
+            .into_iter()
+            .flat_map(|api| api.paths)
+            .map(|path| {
+                let methods = path.operations.iter().map(|op| op.method.clone()).collect();
+                (path.path, methods)
+            })
+            .chain([("/assets/:file".to_owned(), vec![Method::GET])]),
+    ));
     Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
@@ -117,13 +146,22 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint {
                 ep.call(req).await
             }
         })
-        .around(|ep, req| async move {
-            let method = req.method().clone();
-            let path = req.uri().path().to_owned();
-            Ok(match ep.call(req).await {
-                Ok(response) => response.into_response(),
-                Err(err) => error::error_response(err, &method, &path),
-            })
+        .around(move |ep, req| {
+            let allowed = allowed.clone();
+            async move {
+                let method = req.method().clone();
+                let path = req.uri().path().to_owned();
+                let mut response = match ep.call(req).await {
+                    Ok(response) => response.into_response(),
+                    Err(err) => error::error_response(err, &method, &path),
+                };
+                if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+                    if let Some(allow) = allowed.get(&path) {
+                        response.headers_mut().insert(header::ALLOW, allow.clone());
+                    }
+                }
+                Ok(response)
+            }
         })
         .with(assets::common_headers())
 }

@@ -6,6 +6,9 @@ use serde_json::json;
 
 const METRIC: &str = "Metric";
 
+/// A string without control characters (Unicode's `Cc`, what `char::is_control` refuses).
+const NO_CONTROL_CHARACTERS: &str = r"^[^\x00-\x1F\x7F-\x9F]*$";
+
 /// Registers the `Metric` schema.
 pub(crate) fn register(registry: &mut Registry) {
     registry.create_schema::<MetricSchema, _>(METRIC.to_owned(), |_| {
@@ -21,6 +24,7 @@ pub(crate) fn register(registry: &mut Registry) {
                 s.description = Some("The metric's name: non-empty, at most 512 bytes of UTF-8, no control characters.");
                 s.min_length = Some(1);
                 s.max_length = Some(512);
+                s.pattern = Some(NO_CONTROL_CHARACTERS.to_owned());
                 inline(s)
             }),
             ("value", {
@@ -35,6 +39,7 @@ pub(crate) fn register(registry: &mut Registry) {
             }),
             ("ts", {
                 let mut s = MetaSchema::new("string");
+                s.format = Some("date-time");
                 s.description = Some(
                     "When it was measured, ISO-8601: `2016-01-01`, `2016-01-01 12:00:00.000`, \
                      `2016-01-01T12:00:00Z`, `2016-01-01T12:00:00+02:00` or `+0200`; no offset \
@@ -68,9 +73,149 @@ pub(crate) fn metric_or_batch() -> MetaSchemaRef {
     inline(s)
 }
 
+/// An `application/x-ndjson` body, described as the array of its lines: one metric object per
+/// line, at least one line (an empty body has no metrics and is refused).
+pub(crate) fn ndjson_lines() -> MetaSchemaRef {
+    let mut s = MetaSchema::new("array");
+    s.items = Some(Box::new(metric()));
+    s.min_items = Some(1);
+    s.description = Some("One metric object per line; at least one.");
+    inline(s)
+}
+
 fn inline(schema: MetaSchema) -> MetaSchemaRef {
     MetaSchemaRef::Inline(Box::new(schema))
 }
 
 /// The type the `Metric` schema is registered under (the registry checks names are unique).
 struct MetricSchema;
+
+/// A string whose schema states exactly what its route accepts (a pattern, a format, a length),
+/// so that generated clients and conformance tools send only what passes. The route keeps its
+/// own checks and their precise messages: as a parameter the type never rejects anything, and in
+/// a JSON body it only insists on a string (poem-openapi's `String` would also take `false` or
+/// `5` and store their text).
+macro_rules! documented_string {
+    ($(#[$doc:meta])* $ty:ident, pattern = $pattern:expr, format = $format:expr, max_length = $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default)]
+        pub(crate) struct $ty(pub(crate) String);
+
+        impl poem_openapi::types::Type for $ty {
+            const IS_REQUIRED: bool = true;
+            type RawValueType = String;
+            type RawElementValueType = String;
+
+            fn name() -> std::borrow::Cow<'static, str> {
+                "string".into()
+            }
+
+            fn schema_ref() -> MetaSchemaRef {
+                let mut s = MetaSchema::new("string");
+                let pattern: Option<&str> = $pattern;
+                s.pattern = pattern.map(str::to_owned);
+                s.format = $format;
+                s.max_length = $max;
+                inline(s)
+            }
+
+            fn as_raw_value(&self) -> Option<&String> {
+                Some(&self.0)
+            }
+
+            fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
+                Box::new(std::iter::once(&self.0))
+            }
+        }
+
+        impl poem_openapi::types::ToJSON for $ty {
+            fn to_json(&self) -> Option<serde_json::Value> {
+                Some(serde_json::Value::String(self.0.clone()))
+            }
+        }
+
+        impl poem_openapi::types::ParseFromJSON for $ty {
+            fn parse_from_json(
+                value: Option<serde_json::Value>,
+            ) -> poem_openapi::types::ParseResult<Self> {
+                match value {
+                    Some(serde_json::Value::String(text)) => Ok($ty(text)),
+                    value => Err(poem_openapi::types::ParseError::expected_type(
+                        value.unwrap_or_default(),
+                    )),
+                }
+            }
+        }
+
+        impl poem_openapi::types::ParseFromParameter for $ty {
+            fn parse_from_parameter(value: &str) -> poem_openapi::types::ParseResult<Self> {
+                Ok($ty(value.to_owned()))
+            }
+        }
+    };
+}
+
+documented_string!(
+    /// A `name` filter of a query: empty (any name), or a name the server could have stored
+    /// (no control characters; at most 512 bytes, checked by the route).
+    NameFilter,
+    pattern = Some(NO_CONTROL_CHARACTERS),
+    format = None,
+    max_length = None
+);
+
+documented_string!(
+    /// An `Idempotency-Key`: 1 to 255 printable ASCII characters, not starting or ending with a
+    /// space (HTTP trims those), as the route checks.
+    IdempotencyKey,
+    pattern = Some(r"^[\x21-\x7E]([\x20-\x7E]{0,253}[\x21-\x7E])?$"),
+    format = None,
+    max_length = Some(255)
+);
+
+/// A time bound of a query (`sts`, `ets`, `since_ts`): an ISO-8601 timestamp, or empty for no
+/// bound. `date-time` is the form the spec can name; a date alone and the other forms of
+/// `Metric.ts` are accepted too. The route parses it and says what is wrong.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TimeBound(pub(crate) String);
+
+impl poem_openapi::types::Type for TimeBound {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = String;
+    type RawElementValueType = String;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        "string".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        let mut timestamp = MetaSchema::new("string");
+        timestamp.format = Some("date-time");
+        let mut empty = MetaSchema::new("string");
+        empty.max_length = Some(0);
+        let mut s = MetaSchema::new("string");
+        s.any_of = vec![inline(timestamp), inline(empty)];
+        inline(s)
+    }
+
+    fn as_raw_value(&self) -> Option<&String> {
+        Some(&self.0)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
+        Box::new(std::iter::once(&self.0))
+    }
+}
+
+impl poem_openapi::types::ParseFromParameter for TimeBound {
+    fn parse_from_parameter(value: &str) -> poem_openapi::types::ParseResult<Self> {
+        Ok(TimeBound(value.to_owned()))
+    }
+}
+documented_string!(
+    /// A string field of a JSON body that must be a JSON string.
+    Text,
+    pattern = None,
+    format = None,
+    max_length = None
+);

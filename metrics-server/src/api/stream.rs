@@ -67,11 +67,13 @@ impl StreamApi {
     ///
     /// The per-request limits clients split their batches under, and the idempotency window.
     #[oai(path = "/v1/limits", method = "get", operation_id = "limits")]
-    async fn limits(&self) -> Json<Limits> {
-        Json(Limits {
+    async fn limits(&self) -> Result<Json<Limits>, ApiError> {
+        // Never fails itself, but like every route it can answer 401/403 (auth on), 405, ...:
+        // the error type puts those in the spec.
+        Ok(Json(Limits {
             max_body_bytes: self.state.body_limit as u64,
             idempotency_window_secs: self.state.idempotency_window.as_secs(),
-        })
+        }))
     }
 
     /// Resumable live metrics (WebSocket)
@@ -91,19 +93,20 @@ impl StreamApi {
         req: &Request,
         ws: WebSocket,
         /// Only metrics with this name; repeat the parameter for any of several names.
-        name: Query<Vec<String>>,
+        #[oai(default)]
+        name: Query<Vec<super::schema::NameFilter>>,
         /// Resume after this cursor (the `id` of the last frame handled).
         since: Query<Option<i64>>,
         /// Start by replaying the stored metrics whose `ts` is at or after this ISO-8601
         /// timestamp (in storage order), then go live. Ignored when `since` is given.
-        since_ts: Query<Option<String>>,
+        since_ts: Query<Option<super::schema::TimeBound>>,
     ) -> Result<StreamUpgraded, ApiError> {
         super::query::check(req, &["since", "since_ts"])?;
-        let names = super::query::names(name.0)?;
+        let names = super::query::names(name.0.into_iter().map(|n| n.0).collect())?;
         let admitted = self.state.live.admit(req)?;
         // Subscribe before anything is read from the database: nothing can fall in between.
         let rx = self.state.hub.subscribe();
-        let start = match (since.0, since_ts.0.as_deref().map(str::trim)) {
+        let start = match (since.0, since_ts.0.as_ref().map(|t| t.0.trim())) {
             (Some(cursor), _) if cursor < 0 => {
                 return Err(ApiError::bad_request(
                     ErrorCode::InvalidParam,
@@ -385,17 +388,20 @@ impl IntoResponse for StreamUpgraded {
 impl ApiResponse for StreamUpgraded {
     fn meta() -> MetaResponses {
         MetaResponses {
-            responses: vec![MetaResponse {
-                description: "Switching to the WebSocket protocol. Each text frame is a \
+            responses: vec![
+                MetaResponse {
+                    description: "Switching to the WebSocket protocol. Each text frame is a \
                               `StreamFrame` (JSON): a metric with its cursor, or a checkpoint.",
-                status: Some(101),
-                status_range: None,
-                content: vec![MetaMediaType {
-                    content_type: "application/json",
-                    schema: <StreamFrame as poem_openapi::types::Type>::schema_ref(),
-                }],
-                headers: vec![],
-            }],
+                    status: Some(101),
+                    status_range: None,
+                    content: vec![MetaMediaType {
+                        content_type: "application/json",
+                        schema: <StreamFrame as poem_openapi::types::Type>::schema_ref(),
+                    }],
+                    headers: vec![],
+                },
+                super::error::upgrade_required_meta(),
+            ],
         }
     }
 

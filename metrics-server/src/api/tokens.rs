@@ -5,7 +5,7 @@ use metrics_types::ErrorCode;
 use poem::http::StatusCode;
 use poem_openapi::{param::Path, payload::Json, ApiResponse, Object, OpenApi};
 
-use super::{error::ApiError, ApiTags};
+use super::{error::ApiError, schema::Text, ApiTags};
 use crate::{
     auth::Scope,
     store::{TokenInfo, TokenStore},
@@ -21,13 +21,15 @@ pub(crate) struct TokensApi {
 #[derive(Debug, Object)]
 struct CreateToken {
     /// A label for people (`ci`, `grafana`, ...).
-    #[oai(default)]
-    name: String,
+    #[oai(default, nullable)]
+    name: Text,
     /// What it may do: `read`, `write`, `delete`, `admin` (implies the rest). At least one.
+    #[oai(validator(min_items = 1))]
     scopes: Vec<Scope>,
-    /// Confine it to metric names starting with one of these; empty or absent: every name.
-    #[oai(default)]
-    prefixes: Vec<String>,
+    /// Confine it to metric names starting with one of these; empty, null or absent: every
+    /// name. An `admin` token cannot be confined (it could create any token).
+    #[oai(default, nullable)]
+    prefixes: Vec<Text>,
 }
 
 /// A stored token, without its secret.
@@ -45,7 +47,8 @@ struct TokenView {
     prefixes: Vec<String>,
     /// When it was created (RFC 3339, UTC).
     created: String,
-    /// When it was revoked, if it was.
+    /// When it was revoked, if it was (`null` if not).
+    #[oai(nullable)]
     revoked: Option<String>,
 }
 
@@ -93,8 +96,9 @@ impl TokensApi {
             scopes,
             prefixes,
         } = body.0;
-        let new = crate::auth::cli::validate(name, scopes, prefixes)
-            .map_err(|message| ApiError::bad_request(ErrorCode::InvalidField, message))?;
+        let new =
+            crate::auth::cli::validate(name.0, scopes, prefixes.into_iter().map(|p| p.0).collect())
+                .map_err(|message| ApiError::bad_request(ErrorCode::InvalidField, message))?;
         let (token, info) = self.tokens()?.create(new).await?;
         Ok(CreateResponse::Created(Json(CreatedToken {
             token,

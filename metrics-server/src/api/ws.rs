@@ -14,9 +14,12 @@ use std::{sync::Arc, time::Duration};
 use futures::{future::BoxFuture, Sink, Stream, StreamExt};
 use poem::{
     web::websocket::{CloseCode, Message, WebSocket, WebSocketStream, WebSocketUpgraded},
-    Request,
+    IntoResponse, Request, Response,
 };
-use poem_openapi::OpenApi;
+use poem_openapi::{
+    registry::{MetaResponse, MetaResponses, Registry},
+    ApiResponse, OpenApi,
+};
 use tokio::sync::broadcast::{
     self,
     error::{RecvError, TryRecvError},
@@ -58,29 +61,55 @@ impl LiveApi {
     /// 426 with the JSON error `upgrade_required`; a browser page of a foreign `Origin` gets 403
     /// `forbidden`, and an upgrade over the server's socket cap 503 with `Retry-After`.
     #[oai(path = "/v1/ws", method = "get", operation_id = "liveMetrics")]
-    async fn live(
-        &self,
-        req: &Request,
-        ws: WebSocket,
-    ) -> Result<WebSocketUpgraded<SocketTask>, ApiError> {
+    async fn live(&self, req: &Request, ws: WebSocket) -> Result<LiveUpgraded, ApiError> {
         let admitted = self.state.live.admit(req)?;
         // Subscribe now, not after the handshake: a metric posted as soon as the client sees
         // the upgrade must reach it.
         let rx = self.state.hub.subscribe();
         let shutdown = self.state.shutdown.clone();
-        Ok(ws
-            .config(socket::config())
-            .protocols([SUBPROTOCOL])
-            .on_upgrade(Box::new(move |ws| {
-                Box::pin(async move {
-                    let (sink, incoming) = ws.split();
-                    let writer = Writer::new(sink, admitted.write_timeout);
-                    let incoming = incoming.map(|r| r.map_err(ReadError::from));
-                    serve_socket(writer, incoming, rx, shutdown, HEARTBEAT).await;
-                    drop(admitted);
-                })
-            })))
+        Ok(LiveUpgraded(
+            ws.config(socket::config())
+                .protocols([SUBPROTOCOL])
+                .on_upgrade(Box::new(move |ws| {
+                    Box::pin(async move {
+                        let (sink, incoming) = ws.split();
+                        let writer = Writer::new(sink, admitted.write_timeout);
+                        let incoming = incoming.map(|r| r.map_err(ReadError::from));
+                        serve_socket(writer, incoming, rx, shutdown, HEARTBEAT).await;
+                        drop(admitted);
+                    })
+                })),
+        ))
     }
+}
+
+/// The upgrade, documented as a 101 (or a 426 without the handshake).
+pub(crate) struct LiveUpgraded(WebSocketUpgraded<SocketTask>);
+
+impl IntoResponse for LiveUpgraded {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+impl ApiResponse for LiveUpgraded {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![
+                MetaResponse {
+                    description: "Switching to the WebSocket protocol. Each text frame is a \
+                                  metric as posted (JSON).",
+                    status: Some(101),
+                    status_range: None,
+                    content: vec![],
+                    headers: vec![],
+                },
+                super::error::upgrade_required_meta(),
+            ],
+        }
+    }
+
+    fn register(_: &mut Registry) {}
 }
 
 /// Forwards committed metrics to one socket until it closes, lags, stalls, or the server shuts

@@ -34,7 +34,6 @@ use anyhow::Context;
 use metrics_types::ErrorCode;
 use poem::{http::StatusCode, Request};
 
-pub(crate) use self::token::{generate_token, hash_token, parse_secret, HINT_CHARS};
 pub use self::{
     cli::run as run_token_command,
     scope::{Grant, Scope},
@@ -42,8 +41,12 @@ pub use self::{
 };
 use self::{
     credentials::{credential, strip_access_token},
-    policy::{confine, is_websocket_route, policy, Need},
+    policy::{confine, is_websocket_route},
     token::bootstrap_token,
+};
+pub(crate) use self::{
+    policy::{policy, Need},
+    token::{generate_token, hash_token, parse_secret, HINT_CHARS},
 };
 use crate::{api::ApiError, store::TokenStore, Config};
 

@@ -122,6 +122,7 @@ async fn bad_requests_get_clear_json_errors(backend: Backend) {
         .await
         .unwrap();
     let status = response.status().as_u16();
+    let allow = response.headers().get("allow").cloned();
     assert_error(
         status,
         &response.json().await.unwrap(),
@@ -129,6 +130,29 @@ async fn bad_requests_get_clear_json_errors(backend: Backend) {
         "method_not_allowed",
         "DELETE",
     );
+    // A 405 says what the route does accept (RFC 9110), on every route, templated ones too.
+    assert_eq!(allow.unwrap(), "GET, HEAD, POST");
+    for (method, path, allowed) in [
+        ("TRACE", "/", "GET, HEAD"),
+        ("PUT", "/healthz", "GET, HEAD"),
+        ("PATCH", "/v1/ws", "GET, HEAD"),
+        ("POST", "/v1/tokens/7", "DELETE"),
+        ("DELETE", "/v1/tokens", "GET, HEAD, POST"),
+        ("POST", "/assets/live.js", "GET, HEAD"),
+    ] {
+        let response = server
+            .http
+            .request(method.parse().unwrap(), server.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(
+            response.headers().get("allow").unwrap(),
+            allowed,
+            "{method} {path}"
+        );
+    }
 
     for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
         let response = server

@@ -55,5 +55,26 @@ async fn bad_keys_are_refused(backend: Backend) {
         (status, answer["code"].as_str()),
         (400, Some("invalid_param"))
     );
+    // A key that is not printable ASCII (here Latin-1 bytes) is refused too, not ignored: a
+    // write the client believes idempotent must not be stored without its key.
+    let response = server
+        .http
+        .post(server.url("/v1/metrics"))
+        .header("content-type", "application/json")
+        .header(
+            "idempotency-key",
+            reqwest::header::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["code"], "invalid_param", "{answer}");
+    assert!(answer["message"]
+        .as_str()
+        .unwrap()
+        .contains("Idempotency-Key"));
     assert!(server.query("?name=k").await.is_empty());
 }

@@ -39,6 +39,18 @@ async fn spec_is_served_complete_and_committed(backend: Backend) {
         "#/components/schemas/ErrorBody"
     );
     assert!(spec["paths"]["/v1/ws"]["get"]["responses"]["101"].is_object());
+    // Which routes need a token (auth on) is in the spec, for clients and `ignored_auth`.
+    assert_eq!(
+        spec["paths"]["/v1/metrics"]["get"]["security"],
+        serde_json::json!([{"bearer": []}])
+    );
+    assert!(spec["paths"]["/healthz"]["get"].get("security").is_none());
+    for path in ["/v1/ws", "/v1/stream"] {
+        assert!(
+            spec["paths"][path]["get"]["responses"]["426"].is_object(),
+            "{path} documents its 426 upgrade_required"
+        );
+    }
     assert_eq!(
         spec["paths"]["/v1/stream"]["get"]["responses"]["101"]["content"]["application/json"]
             ["schema"]["$ref"],
@@ -93,6 +105,9 @@ async fn swagger_ui_and_page_are_served(backend: Backend) {
         );
         assert!(response.text().await.unwrap().contains(needle), "{path}");
     }
+    // Swagger UI embeds the spec as served, security scheme included ("Authorize" takes a token).
+    let docs = server.http.get(server.url("/docs")).send().await.unwrap();
+    assert!(docs.text().await.unwrap().contains("securitySchemes"));
     let (status, health) = server.get("/healthz").await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
 }

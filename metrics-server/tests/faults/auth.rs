@@ -560,6 +560,9 @@ async fn the_store_holds_only_a_hash_and_the_admin_api_shows_the_token_once(back
         json!({"scopes": []}),
         json!({"scopes": ["admin"], "prefixes": ["cpu."]}),
         json!({"scopes": ["root"]}),
+        // Not strings: refused, not stored as the text `false` or `5`.
+        json!({"scopes": ["read"], "prefixes": [false]}),
+        json!({"scopes": ["read"], "name": 5}),
     ] {
         let response = server
             .http
