@@ -8,13 +8,19 @@
 //! (NATS' `write_deadline`). An incoming message over [`MAX_INCOMING`] is answered with close
 //! code 1009.
 
-use std::{io, sync::Arc, time::Duration};
+use std::{future::Future, io, sync::Arc, time::Duration};
 
-use futures::{Sink, SinkExt};
+use futures::{
+    future::BoxFuture,
+    stream::{BoxStream, SplitSink},
+    Sink, SinkExt, StreamExt,
+};
 use metrics_types::ErrorCode;
 use poem::{
     http::{header, StatusCode},
-    web::websocket::{CloseCode, Message, WebSocketConfig},
+    web::websocket::{
+        CloseCode, Message, WebSocket, WebSocketConfig, WebSocketStream, WebSocketUpgraded,
+    },
     Request,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -30,6 +36,44 @@ pub(crate) const MAX_INCOMING: usize = 64 << 10;
 /// tungstenite zeroes the whole buffer before every read attempt, which the profile showed as 18%
 /// of the fan-out's time with the default 128 KiB.
 const READ_BUFFER: usize = 4096;
+
+/// The subprotocol the server answers when a client offers it, e.g. a browser sending
+/// `["metrics", "bearer.<token>"]`: the server must echo one it accepts, never the token.
+pub(crate) const SUBPROTOCOL: &str = "metrics";
+
+/// What a live route runs once its socket is upgraded (the type poem's `on_upgrade` is given).
+pub(crate) type SocketTask =
+    Box<dyn FnOnce(WebSocketStream) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// The writing half of an upgraded socket, behind its [`Writer`].
+pub(crate) type SocketSink = SplitSink<WebSocketStream, Message>;
+
+/// The reading half of an upgraded socket.
+pub(crate) type SocketReader = BoxStream<'static, Result<Message, ReadError>>;
+
+/// Completes the handshake of `ws` as every live route does: the settings of [`config`], the
+/// [`SUBPROTOCOL`], writes through a [`Writer`] with the admitted deadline. `serve` is the route's
+/// own loop; the socket keeps its place under the cap until `serve` ends.
+pub(crate) fn upgrade<F, Fut>(
+    ws: WebSocket,
+    admitted: Admitted,
+    serve: F,
+) -> WebSocketUpgraded<SocketTask>
+where
+    F: FnOnce(Writer<SocketSink>, SocketReader) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    ws.config(config())
+        .protocols([SUBPROTOCOL])
+        .on_upgrade(Box::new(move |socket: WebSocketStream| {
+            Box::pin(async move {
+                let (sink, incoming) = socket.split();
+                let writer = Writer::new(sink, admitted.write_timeout);
+                serve(writer, incoming.map(|r| r.map_err(ReadError::from)).boxed()).await;
+                drop(admitted);
+            }) as BoxFuture<'static, ()>
+        }))
+}
 
 /// The tungstenite settings of every live socket.
 pub(crate) fn config() -> WebSocketConfig {

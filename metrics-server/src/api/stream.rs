@@ -16,10 +16,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures::{future::BoxFuture, Sink, Stream, StreamExt};
+use futures::{Sink, Stream, StreamExt};
 use metrics_types::{ErrorCode, Limits, StreamFrame, Timestamp};
 use poem::{
-    web::websocket::{CloseCode, Message, WebSocket, WebSocketStream, WebSocketUpgraded},
+    web::websocket::{CloseCode, Message, WebSocket, WebSocketUpgraded},
     IntoResponse, Request, Response,
 };
 use poem_openapi::{
@@ -53,8 +53,6 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// Metrics read from the database per replay query.
 const REPLAY_PAGE: u64 = 1000;
-
-type SocketTask = Box<dyn FnOnce(WebSocketStream) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// The resumable stream and the published limits.
 pub(crate) struct StreamApi {
@@ -128,26 +126,17 @@ impl StreamApi {
                     .timestamp_micros(),
             ),
         };
-        let store = self.state.store.clone();
-        let shutdown = self.state.shutdown.clone();
-        let ws = ws
-            .config(socket::config())
-            .protocols([super::ws::SUBPROTOCOL]);
-        Ok(StreamUpgraded(ws.on_upgrade(Box::new(move |ws| {
-            Box::pin(async move {
-                let (sink, incoming) = ws.split();
-                let writer = Writer::new(sink, admitted.write_timeout);
-                let incoming = incoming.map(|r| r.map_err(ReadError::from));
-                let stream = LiveStream {
-                    store,
-                    names,
-                    shutdown,
-                    heartbeat: HEARTBEAT,
-                };
-                stream.serve(writer, incoming, rx, start).await;
-                drop(admitted);
-            })
-        }))))
+        let stream = LiveStream {
+            store: self.state.store.clone(),
+            names,
+            shutdown: self.state.shutdown.clone(),
+            heartbeat: HEARTBEAT,
+        };
+        Ok(StreamUpgraded(socket::upgrade(
+            ws,
+            admitted,
+            move |writer, incoming| stream.serve(writer, incoming, rx, start),
+        )))
     }
 }
 
@@ -377,7 +366,7 @@ fn checkpoint(id: i64) -> Message {
 }
 
 /// The upgrade, documented as a 101 whose frames are [`StreamFrame`]s.
-pub(crate) struct StreamUpgraded(WebSocketUpgraded<SocketTask>);
+pub(crate) struct StreamUpgraded(WebSocketUpgraded<socket::SocketTask>);
 
 impl IntoResponse for StreamUpgraded {
     fn into_response(self) -> Response {

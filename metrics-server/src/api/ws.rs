@@ -11,9 +11,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures::{future::BoxFuture, Sink, Stream, StreamExt};
+use futures::{Sink, Stream, StreamExt};
 use poem::{
-    web::websocket::{CloseCode, Message, WebSocket, WebSocketStream, WebSocketUpgraded},
+    web::websocket::{CloseCode, Message, WebSocket, WebSocketUpgraded},
     IntoResponse, Request, Response,
 };
 use poem_openapi::{
@@ -33,14 +33,8 @@ use super::{
 };
 use crate::{hub::Committed, AppState};
 
-/// The subprotocol the server answers when a client offers it, e.g. a browser sending
-/// `["metrics", "bearer.<token>"]`: the server must echo one it accepts, never the token.
-pub(crate) const SUBPROTOCOL: &str = "metrics";
-
 /// How often an idle socket is pinged.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(30);
-
-type SocketTask = Box<dyn FnOnce(WebSocketStream) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// The live stream.
 pub(crate) struct LiveApi {
@@ -67,24 +61,16 @@ impl LiveApi {
         // the upgrade must reach it.
         let rx = self.state.hub.subscribe();
         let shutdown = self.state.shutdown.clone();
-        Ok(LiveUpgraded(
-            ws.config(socket::config())
-                .protocols([SUBPROTOCOL])
-                .on_upgrade(Box::new(move |ws| {
-                    Box::pin(async move {
-                        let (sink, incoming) = ws.split();
-                        let writer = Writer::new(sink, admitted.write_timeout);
-                        let incoming = incoming.map(|r| r.map_err(ReadError::from));
-                        serve_socket(writer, incoming, rx, shutdown, HEARTBEAT).await;
-                        drop(admitted);
-                    })
-                })),
-        ))
+        Ok(LiveUpgraded(socket::upgrade(
+            ws,
+            admitted,
+            move |writer, incoming| serve_socket(writer, incoming, rx, shutdown, HEARTBEAT),
+        )))
     }
 }
 
 /// The upgrade, documented as a 101 (or a 426 without the handshake).
-pub(crate) struct LiveUpgraded(WebSocketUpgraded<SocketTask>);
+pub(crate) struct LiveUpgraded(WebSocketUpgraded<socket::SocketTask>);
 
 impl IntoResponse for LiveUpgraded {
     fn into_response(self) -> Response {
