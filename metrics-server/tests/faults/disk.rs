@@ -215,6 +215,38 @@ fn report_full_disk(label: &str, tally: &Tally, stored: &[u64], free: u64) {
     );
 }
 
+/// After a run that filled the disk: reads keep working on the full disk; once `filler` is
+/// removed, writes resume without a restart; and after a restart every acknowledged metric is
+/// still there. Returns the restarted server.
+async fn recover(
+    server: TestServer,
+    config: Config,
+    filler: Filler,
+    tally: &Tally,
+    stored: &[u64],
+) -> TestServer {
+    assert_eq!(query_values(&server).await, stored);
+    let (status, names) = server.get("/v1/names").await;
+    assert_eq!(status, 200, "{names}");
+
+    filler.remove();
+    let statuses = write_succeeds_within(&server, Duration::from_secs(5)).await;
+    assert_eq!(
+        statuses.last(),
+        Some(&200),
+        "writes did not resume: {statuses:?}"
+    );
+
+    let addr = server.addr;
+    server.stop().await;
+    let server = TestServer::start_at(config, addr).await;
+    assert_eq!(
+        missing(&tally.acknowledged, &query_values(&server).await),
+        0
+    );
+    server
+}
+
 /// The values of the `disk` metrics as another connection sees them, and the integrity check.
 async fn read_directly(fs: &Tmpfs) -> (Vec<u64>, String) {
     let url = format!(
@@ -305,26 +337,7 @@ async fn a_full_disk_refuses_writes_with_507_and_loses_no_acknowledged_write() {
     report_full_disk("full disk", &tally, &stored, fs.available());
     assert_eq!(integrity, "ok");
 
-    // Reads keep working on a full disk.
-    assert_eq!(query_values(&server).await, stored);
-    let (status, names) = server.get("/v1/names").await;
-    assert_eq!(status, 200, "{names}");
-
-    // Space comes back: writes resume without a restart.
-    filler.remove();
-    let statuses = write_succeeds_within(&server, Duration::from_secs(5)).await;
-    assert_eq!(
-        statuses.last(),
-        Some(&200),
-        "writes did not resume: {statuses:?}"
-    );
-
-    // Nothing acknowledged is lost across a restart either.
-    let addr = server.addr;
-    server.stop().await;
-    let server = TestServer::start_at(config, addr).await;
-    let after_restart = query_values(&server).await;
-    assert_eq!(missing(&tally.acknowledged, &after_restart), 0);
+    let server = recover(server, config, filler, &tally, &stored).await;
     assert_eq!(read_directly(&fs).await.1, "ok");
     server.stop().await;
 }
@@ -466,23 +479,8 @@ async fn a_full_postgres_tablespace_refuses_writes_with_507_and_loses_no_acknowl
         fs.available(),
     );
 
-    // Reads keep working on a full disk.
-    assert_eq!(query_values(&server).await, stored);
-
-    filler.remove();
-    let statuses = write_succeeds_within(&server, Duration::from_secs(5)).await;
-    assert_eq!(
-        statuses.last(),
-        Some(&200),
-        "writes did not resume: {statuses:?}"
-    );
-
-    let addr = server.addr;
-    server.stop().await;
-    let server = TestServer::start_at(config, addr).await;
-    assert_eq!(
-        missing(&tally.acknowledged, &query_values(&server).await),
-        0
-    );
-    server.stop().await;
+    recover(server, config, filler, &tally, &stored)
+        .await
+        .stop()
+        .await;
 }
