@@ -18,6 +18,10 @@ pub struct Committed {
     pub id: i64,
     /// Its name, for subscribers that filter by name.
     pub name: String,
+    /// Its instant, in microseconds since the epoch, for subscribers that filter by range.
+    pub ts_micros: i64,
+    /// Its tags, for subscribers that filter by tag.
+    pub tags: crate::selection::Tags,
     /// The object as posted (compact JSON).
     pub doc: String,
 }
@@ -62,6 +66,8 @@ mod tests {
         Committed {
             id,
             name: "m".into(),
+            ts_micros: 0,
+            tags: Default::default(),
             doc: format!("{{\"id\":{id}}}"),
         }
     }

@@ -13,6 +13,7 @@
 //! | [`config`] | the clap [`Config`]: flags, environment variables, defaults |
 //! | `api` | the HTTP routes (poem-openapi), reading requests off the wire, the one JSON error |
 //! | [`ingest`] | the write path: parsing posted metrics (`ingest::parse`), group commit, hand-off to the hub |
+//! | [`selection`] | which metrics a read means: names, range, tag matchers; paging cursors |
 //! | [`hub`] | fan-out of committed metrics to live subscribers, and its lag policy |
 //! | [`store`] | the [`store::MetricStore`] trait and its SQL implementation |
 //! | [`telemetry`] | logging to stderr and a file |
@@ -38,6 +39,7 @@ pub mod auth;
 pub mod config;
 pub mod hub;
 pub mod ingest;
+pub mod selection;
 pub mod store;
 pub mod telemetry;
 

@@ -15,7 +15,8 @@ use poem_openapi::{
 
 use super::{body::MetricsBody, error::ApiError, schema, ApiTags};
 use crate::{
-    store::{MetricFilter, StoreError},
+    selection::{Page, Selection},
+    store::StoreError,
     AppState,
 };
 
@@ -97,12 +98,18 @@ impl MetricsApi {
                 ));
             }
         }
-        let filter = MetricFilter {
+        let selection = Selection {
             names,
             start_micros: start.map(|t| t.timestamp_micros()),
             end_micros: end.map(|t| t.timestamp_micros()),
+            ..Selection::default()
         };
-        let mut docs = self.state.store.query(filter).peekable();
+        let mut docs = self
+            .state
+            .store
+            .query(selection, Page::default(), ',')
+            .map(|chunk| chunk.map(|chunk| chunk.text))
+            .peekable();
         // Fail with a proper status while we still can: once the body starts it is a 200.
         if let Some(Err(_)) = Pin::new(&mut docs).peek().await {
             if let Some(Err(err)) = docs.next().await {

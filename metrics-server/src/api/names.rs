@@ -5,7 +5,7 @@ use metrics_types::{NameList, NameSummary};
 use poem_openapi::{payload::Json, OpenApi};
 
 use super::{error::ApiError, ApiTags};
-use crate::{store::NameStats, AppState};
+use crate::{selection::Selection, store::NameStats, AppState};
 
 /// Listing metric names.
 pub(crate) struct NamesApi {
@@ -21,7 +21,7 @@ impl NamesApi {
     /// `GET /v1/metrics?name=..&sts=..&ets=..`.
     #[oai(path = "/v1/names", method = "get", operation_id = "listNames")]
     async fn list_names(&self, req: &poem::Request) -> Result<Json<NameList>, ApiError> {
-        let mut names = self.state.store.names().await?;
+        let mut names = self.state.store.names(&Selection::default()).await?;
         // A token confined to name prefixes sees only the names within them.
         if let Some(grant) = req.extensions().get::<crate::auth::Grant>() {
             names.retain(|stats| grant.allows_name(&stats.name));

@@ -44,7 +44,8 @@ use super::{
 };
 use crate::{
     hub::Committed,
-    store::{MetricStore, ReplayFilter, StoreError},
+    selection::Selection,
+    store::{MetricStore, StoreError},
     AppState,
 };
 
@@ -322,14 +323,14 @@ impl LiveStream {
             if self.shutdown.is_cancelled() {
                 return Err(Stop::Gone);
             }
-            let filter = ReplayFilter {
-                after_id: *cursor,
+            let selection = Selection {
                 names: self.names.clone(),
                 start_micros,
+                ..Selection::default()
             };
             let page = self
                 .store
-                .replay(&filter, REPLAY_PAGE)
+                .replay(&selection, *cursor, REPLAY_PAGE)
                 .await
                 .map_err(Stop::Store)?;
             let full = page.len() as u64 == REPLAY_PAGE;
@@ -423,11 +424,29 @@ mod tests {
         }
         fn query(
             &self,
-            _: crate::store::MetricFilter,
-        ) -> futures::stream::BoxStream<'static, Result<String, StoreError>> {
+            _: Selection,
+            _: crate::selection::Page,
+            _: char,
+        ) -> futures::stream::BoxStream<'static, Result<crate::store::Chunk, StoreError>> {
             unreachable!("not used by the stream")
         }
-        async fn names(&self) -> Result<Vec<crate::store::NameStats>, StoreError> {
+        async fn names(&self, _: &Selection) -> Result<Vec<crate::store::NameStats>, StoreError> {
+            unreachable!("not used by the stream")
+        }
+        async fn delete(&self, _: &Selection) -> Result<u64, StoreError> {
+            unreachable!("not used by the stream")
+        }
+        async fn delete_expired(
+            &self,
+            _: &crate::store::RetentionRule,
+            _: u64,
+        ) -> Result<u64, StoreError> {
+            unreachable!("not used by the stream")
+        }
+        async fn tag_keys(&self, _: &Selection) -> Result<Vec<String>, StoreError> {
+            unreachable!("not used by the stream")
+        }
+        async fn tag_values(&self, _: &str, _: &Selection) -> Result<Vec<String>, StoreError> {
             unreachable!("not used by the stream")
         }
         async fn ping(&self) -> Result<(), StoreError> {
@@ -435,7 +454,8 @@ mod tests {
         }
         async fn replay(
             &self,
-            filter: &ReplayFilter,
+            _: &Selection,
+            after_id: i64,
             limit: u64,
         ) -> Result<Vec<StoredMetric>, StoreError> {
             Ok(self
@@ -443,7 +463,7 @@ mod tests {
                 .lock()
                 .unwrap()
                 .iter()
-                .filter(|&&id| id > filter.after_id)
+                .filter(|&&id| id > after_id)
                 .take(limit as usize)
                 .map(|&id| StoredMetric {
                     id,
@@ -469,6 +489,8 @@ mod tests {
         Committed {
             id,
             name: "m".into(),
+            ts_micros: 0,
+            tags: Default::default(),
             doc: format!("{{\"n\":{id}}}"),
         }
     }

@@ -213,6 +213,8 @@ mod tests {
         Committed {
             id,
             name: "m".into(),
+            ts_micros: 0,
+            tags: Default::default(),
             doc: format!("{{\"n\":{id}}}"),
         }
     }

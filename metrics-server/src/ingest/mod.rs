@@ -206,6 +206,8 @@ fn finish(hub: &Hub, group: Vec<WriteRequest>, ids: Vec<i64>) {
                 .map(|(m, &id)| Committed {
                     id,
                     name: m.name,
+                    ts_micros: m.ts_micros,
+                    tags: m.tags,
                     doc: m.doc,
                 }),
         );

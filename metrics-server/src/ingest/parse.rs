@@ -427,11 +427,14 @@ fn parse_metric(raw: &RawValue) -> Result<NewMetric, ParseError> {
         ParseError::new(ErrorCode::InvalidTimestamp, format!("field `ts`: {err}"))
     })?;
 
+    let doc = compact(text);
+    let tags = crate::selection::tags_of(&doc).unwrap_or_default();
     Ok(NewMetric {
         name,
         ts_micros: ts.timestamp_micros(),
         value,
-        doc: compact(text),
+        doc,
+        tags,
     })
 }
 

@@ -17,6 +17,8 @@ mod write;
 
 use futures::stream::BoxStream;
 
+use crate::selection::{Cursor, Page, Selection, Tags};
+
 pub use connect::{connect, Backend};
 pub use error::StoreError;
 pub use sql::SqlStore;
@@ -33,17 +35,31 @@ pub struct NewMetric {
     pub value: Option<f64>,
     /// The object as posted, compacted JSON: what queries and the live stream return.
     pub doc: String,
+    /// Its tags (the extra keys, by text; see [`crate::selection`]): what tag filters compare.
+    pub tags: Tags,
 }
 
-/// Which metrics a query returns: every combination of names and an inclusive range.
+/// A run of a raw query's rows, in the query's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// The rows' documents joined by the separator the query was given.
+    pub text: String,
+    /// How many rows it holds (at least one).
+    pub rows: u64,
+    /// The last row's position: where the next page starts.
+    pub last: Cursor,
+}
+
+/// What retention removes in one pass: metrics older than `before_micros` whose name starts with
+/// `prefix` but with none of `except` (longer prefixes that have rules of their own).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MetricFilter {
-    /// Any of these names; empty means every name.
-    pub names: Vec<String>,
-    /// Inclusive lower bound on `ts`, in microseconds since the epoch.
-    pub start_micros: Option<i64>,
-    /// Inclusive upper bound on `ts`, in microseconds since the epoch.
-    pub end_micros: Option<i64>,
+pub struct RetentionRule {
+    /// Names starting with this; `""` for every name.
+    pub prefix: String,
+    /// Names starting with any of these are left to their own rules.
+    pub except: Vec<String>,
+    /// Metrics with `ts` before this instant (microseconds since the epoch) are removed.
+    pub before_micros: i64,
 }
 
 /// A committed metric read back in storage order, for a stream that replays what it missed.
@@ -55,17 +71,6 @@ pub struct StoredMetric {
     pub name: String,
     /// The object as posted.
     pub doc: String,
-}
-
-/// Which stored metrics a replay returns: those after a cursor, in storage order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReplayFilter {
-    /// Only metrics with an id above this cursor.
-    pub after_id: i64,
-    /// Any of these names; empty means every name.
-    pub names: Vec<String>,
-    /// Only metrics with `ts` at or after this instant (microseconds since the epoch).
-    pub start_micros: Option<i64>,
 }
 
 /// What became of a write made with an idempotency key.
@@ -91,6 +96,8 @@ pub struct NameStats {
     pub first_micros: i64,
     /// The latest `ts`, in microseconds since the epoch.
     pub last_micros: i64,
+    /// The tag keys its metrics carry, sorted.
+    pub tag_keys: Vec<String>,
 }
 
 /// Where metrics are kept. Implementations must make every `insert` atomic and durable.
@@ -100,21 +107,45 @@ pub trait MetricStore: Send + Sync + 'static {
     /// order. When it returns `Ok`, the transaction is committed.
     async fn insert(&self, metrics: &[&NewMetric]) -> Result<Vec<i64>, StoreError>;
 
-    /// Every stored name with its count and time span, ordered by name.
-    async fn names(&self) -> Result<Vec<NameStats>, StoreError>;
+    /// Every stored name the selection's names and tags select (its time range is ignored),
+    /// with its count, time span and tag keys, ordered by name.
+    async fn names(&self, selection: &Selection) -> Result<Vec<NameStats>, StoreError>;
 
-    /// The stored objects matching `filter`, ordered by `ts` and then by storage order, joined
-    /// by commas into chunks of many objects each (what a JSON array answer is made of), streamed
-    /// from the database so that a large result is never held in memory.
-    fn query(&self, filter: MetricFilter) -> BoxStream<'static, Result<String, StoreError>>;
+    /// The stored objects `selection` selects, in `page`'s order (by `ts`, ties by storage
+    /// order), after its cursor and up to its limit, joined by `separator` into chunks of many
+    /// objects each (`,` for a JSON array, `\n` for NDJSON), streamed from the database so that
+    /// a large result is never held in memory. Tag filters are served by indexes.
+    fn query(
+        &self,
+        selection: Selection,
+        page: Page,
+        separator: char,
+    ) -> BoxStream<'static, Result<Chunk, StoreError>>;
+
+    /// Deletes every stored metric `selection` selects, in one transaction, and says how many.
+    async fn delete(&self, selection: &Selection) -> Result<u64, StoreError>;
+
+    /// Deletes at most `max_rows` metrics that `rule` expires, in one short transaction, and says
+    /// how many (fewer than `max_rows`: nothing more is expired).
+    async fn delete_expired(&self, rule: &RetentionRule, max_rows: u64) -> Result<u64, StoreError>;
+
+    /// The tag keys of the metrics `selection` selects (its time range is ignored), sorted.
+    async fn tag_keys(&self, selection: &Selection) -> Result<Vec<String>, StoreError>;
+
+    /// The texts `key` takes among the metrics `selection` selects (its time range is ignored),
+    /// sorted.
+    async fn tag_values(&self, key: &str, selection: &Selection)
+        -> Result<Vec<String>, StoreError>;
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Up to `limit` committed metrics matching `filter`, in storage (id) order.
+    /// Up to `limit` committed metrics with an id above `after_id` that `selection` selects, in
+    /// storage (id) order: what a resumed stream replays.
     async fn replay(
         &self,
-        filter: &ReplayFilter,
+        selection: &Selection,
+        after_id: i64,
         limit: u64,
     ) -> Result<Vec<StoredMetric>, StoreError>;
 

@@ -8,19 +8,21 @@ use sea_orm::{
 
 use super::{
     entity::{Column, Entity},
-    ReplayFilter, StoreError, StoredMetric,
+    StoreError, StoredMetric,
 };
+use crate::selection::Selection;
 
 /// Up to `limit` metrics after `filter.after_id`, by id.
 pub(super) async fn replay(
     db: &DatabaseConnection,
-    filter: &ReplayFilter,
+    filter: &Selection,
+    after_id: i64,
     limit: u64,
 ) -> Result<Vec<StoredMetric>, StoreError> {
     let mut select = Entity::find()
         .select_only()
         .columns([Column::Id, Column::Name, Column::Doc])
-        .filter(Expr::col(Column::Id).gt(filter.after_id))
+        .filter(Expr::col(Column::Id).gt(after_id))
         .order_by_asc(Column::Id)
         .limit(limit);
     if !filter.names.is_empty() {

@@ -11,9 +11,23 @@ use super::{
     disk::DiskGuard,
     entity::{Column, Entity},
     write::{self, transaction, WriteConnection},
-    MetricFilter, MetricStore, NameStats, NewMetric, OnceOutcome, ReplayFilter, StoreError,
-    StoredMetric,
+    Chunk, MetricStore, NameStats, NewMetric, OnceOutcome, RetentionRule, StoreError, StoredMetric,
 };
+use crate::selection::{self, Cursor, Selection};
+
+/// The part of a [`Selection`] the store serves so far (the store rewrite replaces it).
+#[derive(Debug, Clone, Default)]
+struct MetricFilter {
+    names: Vec<String>,
+    start_micros: Option<i64>,
+    end_micros: Option<i64>,
+}
+
+fn not_yet(what: &str) -> StoreError {
+    StoreError::Database(std::sync::Arc::new(std::io::Error::other(format!(
+        "{what} is not supported by this store yet"
+    ))))
+}
 
 /// Rows per page of [`SqlStore::query_chunks`]: two statements, one result row, one chunk of the
 /// answer each. At ~100 bytes a row, a page is a few hundred kilobytes, which bounds the memory
@@ -67,7 +81,7 @@ impl MetricStore for SqlStore {
         }
     }
 
-    async fn names(&self) -> Result<Vec<NameStats>, StoreError> {
+    async fn names(&self, _selection: &Selection) -> Result<Vec<NameStats>, StoreError> {
         // One pass over the (name, ts, id) index: MIN/MAX per name come from its ends.
         let rows: Vec<(String, i64, i64, i64)> = Entity::find()
             .select_only()
@@ -87,11 +101,26 @@ impl MetricStore for SqlStore {
                 count: u64::try_from(count).unwrap_or_default(),
                 first_micros,
                 last_micros,
+                tag_keys: Vec::new(),
             })
             .collect())
     }
 
-    fn query(&self, filter: MetricFilter) -> BoxStream<'static, Result<String, StoreError>> {
+    fn query(
+        &self,
+        selection: Selection,
+        page: selection::Page,
+        separator: char,
+    ) -> BoxStream<'static, Result<Chunk, StoreError>> {
+        if !selection.tags.is_empty() || page != selection::Page::default() || separator != ',' {
+            return futures::stream::once(async { Err(not_yet("paging or tag filtering")) })
+                .boxed();
+        }
+        let filter = MetricFilter {
+            names: selection.names,
+            start_micros: selection.start_micros,
+            end_micros: selection.end_micros,
+        };
         let db = self.db.clone();
         // Keyset pagination over (ts, id): each page starts after the last row of the previous
         // one and the database joins the page's documents itself. The profile of the row stream
@@ -137,6 +166,16 @@ impl MetricStore for SqlStore {
                 Ok(docs.map(|docs| (docs, next)))
             }
         })
+        .map(|text| {
+            text.map(|text| Chunk {
+                text,
+                rows: 0,
+                last: Cursor {
+                    ts_micros: 0,
+                    id: 0,
+                },
+            })
+        })
         .boxed()
     }
 
@@ -146,10 +185,30 @@ impl MetricStore for SqlStore {
 
     async fn replay(
         &self,
-        filter: &ReplayFilter,
+        selection: &Selection,
+        after_id: i64,
         limit: u64,
     ) -> Result<Vec<StoredMetric>, StoreError> {
-        super::replay::replay(&self.db, filter, limit).await
+        if !selection.tags.is_empty() {
+            return Err(not_yet("tag filtering"));
+        }
+        super::replay::replay(&self.db, selection, after_id, limit).await
+    }
+
+    async fn delete(&self, _selection: &Selection) -> Result<u64, StoreError> {
+        Err(not_yet("delete"))
+    }
+
+    async fn delete_expired(&self, _rule: &RetentionRule, _max: u64) -> Result<u64, StoreError> {
+        Err(not_yet("retention"))
+    }
+
+    async fn tag_keys(&self, _selection: &Selection) -> Result<Vec<String>, StoreError> {
+        Err(not_yet("the tag catalog"))
+    }
+
+    async fn tag_values(&self, _key: &str, _sel: &Selection) -> Result<Vec<String>, StoreError> {
+        Err(not_yet("the tag catalog"))
     }
 
     async fn last_id(&self) -> Result<i64, StoreError> {
