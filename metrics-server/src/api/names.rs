@@ -33,8 +33,7 @@ impl NamesApi {
     /// Every distinct metric name stored, ordered by name, with how many metrics carry it, the
     /// earliest and latest `ts` among them (UTC) and its tag keys. Use a name and its span to
     /// query `GET /v1/metrics?name=..&sts=..&ets=..`. `name`, `tag.<key>=<text>` and `match`
-    /// narrow the list (to the names having such metrics; the counts and spans stay the
-    /// name's whole).
+    /// narrow the list, and each name's count, span and tag keys, to the matching metrics.
     #[oai(path = "/v1/names", method = "get", operation_id = "listNames")]
     async fn list_names(
         &self,
