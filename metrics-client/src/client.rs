@@ -6,6 +6,7 @@ use metrics_types::{Limits, MetricValue, PostMetricsResponse, Timestamp};
 use reqwest::{header, RequestBuilder, Url};
 
 use crate::{
+    delete::DeleteBuilder,
     error::{api_error, Failure},
     query::QueryBuilder,
     recorder::RecorderBuilder,
@@ -318,6 +319,20 @@ impl Client {
     /// ```
     pub fn query(&self) -> QueryBuilder {
         QueryBuilder::new(self.clone())
+    }
+
+    /// A delete of stored metrics: see [`DeleteBuilder`]. `.await` it for the number deleted.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: metrics_client::Client) -> metrics_client::Result<()> {
+    /// let deleted = client.delete().name("cpu").tag("host", "web-9").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn delete(&self) -> DeleteBuilder {
+        DeleteBuilder::new(self.clone())
     }
 
     /// A live subscription: see [`SubscribeBuilder`].

@@ -53,17 +53,20 @@
 //! The guide is `docs/client.md` in the repository.
 
 mod client;
+mod delete;
 mod error;
+mod filter;
 mod metric;
 mod query;
 mod recorder;
 mod subscription;
 
 pub use client::{Client, ClientBuilder};
+pub use delete::DeleteBuilder;
 pub use error::{Error, Result};
 pub use metric::Metric;
 pub use metrics_types::{Limits, MetricValue, Timestamp, TimestampError};
-pub use query::QueryBuilder;
+pub use query::{Page, QueryBuilder, DEFAULT_PAGE_SIZE};
 pub use recorder::{Recorder, RecorderBuilder, Undelivered};
 /// The HTTP status in [`Error::Api`] (reqwest's, from the `http` crate).
 pub use reqwest::StatusCode;
