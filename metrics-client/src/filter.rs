@@ -40,7 +40,11 @@ impl Filter {
             .iter()
             .map(|n| ("name".to_owned(), n.clone()))
             .collect();
-        params.extend(self.start.as_ref().map(|t| ("sts".to_owned(), t.to_string())));
+        params.extend(
+            self.start
+                .as_ref()
+                .map(|t| ("sts".to_owned(), t.to_string())),
+        );
         params.extend(self.end.as_ref().map(|t| ("ets".to_owned(), t.to_string())));
         params.extend(
             self.tags

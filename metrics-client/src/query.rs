@@ -667,7 +667,10 @@ mod tests {
             .as_deref(),
             Some("xyz")
         );
-        assert_eq!(cursor(&[r#"</v1/metrics?cursor=1>; rel="prev""#]).unwrap(), None);
+        assert_eq!(
+            cursor(&[r#"</v1/metrics?cursor=1>; rel="prev""#]).unwrap(),
+            None
+        );
         assert!(matches!(
             cursor(&[r#"</v1/metrics?limit=2>; rel="next""#]),
             Err(Error::Decode(_))

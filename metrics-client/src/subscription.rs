@@ -535,6 +535,9 @@ mod tests {
         let since = builder.since(Timestamp::parse("2016-01-01").unwrap());
         let from_time: Vec<(String, String)> =
             link(since, None).url().query_pairs().into_owned().collect();
-        assert_eq!(from_time, want(&[("since_ts", "2016-01-01T00:00:00+00:00")]));
+        assert_eq!(
+            from_time,
+            want(&[("since_ts", "2016-01-01T00:00:00+00:00")])
+        );
     }
 }
