@@ -44,17 +44,21 @@
 //! | --- | --- |
 //! | `client` | [`Client`] (a cheap `Clone` handle), [`ClientBuilder`], writes |
 //! | `metric` | [`Metric`]: name, value, timestamp and extra keys |
-//! | `query` | [`QueryBuilder`]: `.await`, `.send()`, `.stream()` |
+//! | `query` | [`QueryBuilder`]: filters by name, time and tags; `.await`, `.send()`, `.stream()`, `.pages()` |
+//! | `delete` | [`DeleteBuilder`]: the same filters; answers how many metrics were deleted |
 //! | `subscription` | [`Subscription`]: a `Stream` that reconnects and resumes from its cursor |
 //! | `recorder` | [`Recorder`]: batching, retries with idempotency keys, flush and close |
 //! | `error` | [`Error`], the one error type, with [`Error::Api`] for the server's errors |
 //! | [`json`] | `serde_json`'s `Value`, `Map` and `json!`, for extra keys |
+//! | `facade` | with the `facade` feature: a recorder for the `metrics` crate's `counter!`, `gauge!` and `histogram!` |
 //!
 //! The guide is `docs/client.md` in the repository.
 
 mod client;
 mod delete;
 mod error;
+#[cfg(feature = "facade")]
+pub mod facade;
 mod filter;
 mod metric;
 mod query;
