@@ -1,4 +1,5 @@
-//! The typed async client of the metrics server: record, query and subscribe to metrics.
+//! The typed async client of the metrics server: record, query, delete and subscribe to
+//! metrics; with the `facade` feature, a recorder for the `metrics` crate's macros too.
 //!
 //! ```no_run
 //! use chrono::{TimeZone, Utc};
@@ -26,6 +27,17 @@
 //! while let Some(metric) = all.try_next().await? {
 //!     println!("{} {:?} at {}", metric.name, metric.value, metric.ts);
 //! }
+//!
+//! // Filter by extra keys (tags), newest first, a page at a time.
+//! let web_1 = client.query().name("cpu").tag("host", "web-1").descending().limit(10).await?;
+//! let eu = client.query().matching(r#"cpu{region=~"eu-.*"}"#).await?;
+//! let mut pages = client.query().name("cpu").limit(1000).pages();
+//! while let Some(page) = pages.try_next().await? {
+//!     println!("{} metrics, next page at {:?}", page.metrics.len(), page.cursor);
+//! }
+//!
+//! // Delete by the same filters; the answer is how many went.
+//! let deleted = client.delete().name("cpu").tag("host", "web-9").await?;
 //!
 //! // Hot paths: record returns at once; batches go out in the background.
 //! let recorder = client.recorder().build();
