@@ -41,6 +41,11 @@ async fn main() -> anyhow::Result<()> {
     });
     println!("stored {}", client.record_batch(readings).await?);
 
+    // What is there to filter on: the catalog.
+    let keys = client.tag_keys().name("example.cpu").await?;
+    let hosts = client.tag_values("host").name("example.cpu").await?;
+    println!("tag keys {keys:?}; hosts {hosts:?}");
+
     // Tags: one host; or a selector (anchored regular expressions, `!=`, `!~`, `=""`).
     let web_1 = client
         .query()

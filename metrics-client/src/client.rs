@@ -505,7 +505,12 @@ impl Client {
 
     /// A request to `path` (relative to the base URL) with the client's headers and timeout.
     pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
-        let mut request = self.untimed_request(method, path);
+        self.request_url(method, self.url(path))
+    }
+
+    /// Like [`request`](Self::request), to a URL built already (from [`url`](Self::url)).
+    pub(crate) fn request_url(&self, method: reqwest::Method, url: Url) -> RequestBuilder {
+        let mut request = self.untimed_request_url(method, url);
         if let Some(timeout) = self.inner.timeout {
             request = request.timeout(timeout);
         }
@@ -514,7 +519,10 @@ impl Client {
 
     /// Like [`request`](Self::request), without the timeout: for answers of unbounded length.
     pub(crate) fn untimed_request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
-        let url = self.url(path);
+        self.untimed_request_url(method, self.url(path))
+    }
+
+    fn untimed_request_url(&self, method: reqwest::Method, url: Url) -> RequestBuilder {
         let mut request = self
             .inner
             .http

@@ -159,7 +159,7 @@ impl DeleteBuilder {
             return Err(api_error(response).await.error);
         }
         let bytes = response.bytes().await?;
-        serde_json::from_slice::<DeleteAnswer>(&bytes)
+        serde_json::from_slice::<metrics_types::DeleteResponse>(&bytes)
             .map(|answer| answer.deleted)
             .map_err(|err| Error::Decode(format!("DELETE /v1/metrics answer: {err}")))
     }
@@ -182,12 +182,6 @@ impl IntoFuture for DeleteBuilder {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.send())
     }
-}
-
-/// The server's answer to a delete.
-#[derive(serde::Deserialize)]
-struct DeleteAnswer {
-    deleted: u64,
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@
 //! | `metric` | [`Metric`]: name, value, timestamp and extra keys |
 //! | `query` | [`QueryBuilder`]: filters by name, time and tags; `.await`, `.send()`, `.stream()`, `.pages()` |
 //! | `delete` | [`DeleteBuilder`]: the same filters; answers how many metrics were deleted |
+//! | `catalog` | [`CatalogBuilder`]: metric names, tag keys and tag values, narrowed by the same filters |
 //! | `subscription` | [`Subscription`]: a `Stream` that reconnects and resumes from its cursor |
 //! | `recorder` | [`Recorder`]: batching, retries with idempotency keys, flush and close |
 //! | `error` | [`Error`], the one error type, with [`Error::Api`] for the server's errors |
@@ -66,6 +67,7 @@
 //!
 //! The guide is `docs/client.md` in the repository.
 
+mod catalog;
 mod client;
 mod delete;
 mod error;
@@ -77,11 +79,12 @@ mod query;
 mod recorder;
 mod subscription;
 
+pub use catalog::CatalogBuilder;
 pub use client::{Client, ClientBuilder};
 pub use delete::DeleteBuilder;
 pub use error::{Error, Result};
 pub use metric::Metric;
-pub use metrics_types::{Limits, MetricValue, Timestamp, TimestampError};
+pub use metrics_types::{Limits, MetricValue, NameSummary, Timestamp, TimestampError};
 pub use query::{Page, QueryBuilder, DEFAULT_PAGE_SIZE};
 pub use recorder::{Recorder, RecorderBuilder, Undelivered};
 /// The HTTP status in [`Error::Api`] (reqwest's, from the `http` crate).

@@ -100,6 +100,15 @@ let more = client.query().name("cpu").limit(500).cursor(saved).await?; // from a
     Ok(())
 }
 
+/// docs/client.md, "The catalog: names, tag keys, tag values".
+#[rustfmt::skip]
+async fn catalog(client: Client) -> Result<()> {
+let names = client.names().await?;                                     // Vec<NameSummary>
+let keys: Vec<String> = client.tag_keys().name("cpu").await?;          // ["host", "region"]
+let hosts = client.tag_values("host").tag("region", "eu").await?;      // ["web-1", "web-2"]
+    Ok(())
+}
+
 /// docs/client.md, "Deleting".
 #[rustfmt::skip]
 async fn deleting(client: Client) -> Result<()> {
@@ -213,7 +222,7 @@ fn every_rust_snippet_of_the_docs_is_compiled_here() {
         }
     }
     assert_eq!(
-        checked, 9,
+        checked, 10,
         "a snippet was added or removed: update this file"
     );
 }

@@ -1,6 +1,6 @@
 //! The query engine through the client: tag and selector filters, limit and order, paging by
-//! cursor (with writes landing meanwhile), delete by filter, and tag-filtered subscriptions, live
-//! and replayed; against the real server on both backends.
+//! cursor (with writes landing meanwhile), delete by filter, tag-filtered subscriptions (live
+//! and replayed), and the catalog of names and tags; against the real server on both backends.
 //!
 //! `cargo test -p metrics-client --test query_engine` (both backends; `sqlite::` or `postgres::`
 //! to filter one). Needs the server side of issue 9 (tags, paging, delete: the `store` and
@@ -24,6 +24,7 @@ on_both_backends!(
     pages_never_skip_or_repeat_while_writes_land,
     delete_by_filter_answers_the_count_and_refuses_an_empty_filter,
     subscriptions_filter_by_tag_live_and_replayed,
+    the_catalog_lists_names_tag_keys_and_values,
 );
 
 /// `2016-01-01T00:00:00Z` plus `secs` seconds.
@@ -450,6 +451,77 @@ async fn subscriptions_filter_by_tag_live_and_replayed(backend: Backend) {
     // A bad selector fails the subscription at once, naming the parameter.
     assert_refused(
         client.subscribe().matching("{host=~").await,
+        "invalid_param",
+        "match",
+    );
+}
+
+async fn the_catalog_lists_names_tag_keys_and_values(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = TestServer::start(&db).await;
+    let client = server.client();
+    seed_tagged(&client).await;
+
+    assert_eq!(
+        client.tag_keys().await.unwrap(),
+        ["canary", "host", "port", "region"]
+    );
+    assert_eq!(
+        client.tag_keys().name("mem").await.unwrap(),
+        ["host", "region"]
+    );
+    assert_eq!(
+        client.tag_values("host").await.unwrap(),
+        ["db-1", "web-1", "web-2", "web-3"]
+    );
+    // Values as text: 80 and "80" are one value; a boolean by its JSON text.
+    assert_eq!(client.tag_values("port").await.unwrap(), ["80"]);
+    assert_eq!(client.tag_values("canary").await.unwrap(), ["true"]);
+    assert_eq!(
+        client
+            .tag_values("host")
+            .name("cpu")
+            .tag("region", "eu")
+            .await
+            .unwrap(),
+        ["db-1", "web-1", "web-2"]
+    );
+    assert_eq!(
+        client
+            .tag_values("host")
+            .matching(r#"{region="us"}"#)
+            .send()
+            .await
+            .unwrap(),
+        ["web-1", "web-3"]
+    );
+    assert!(client.tag_values("nothing").await.unwrap().is_empty());
+
+    let names = client.names().await.unwrap();
+    let summary: Vec<(&str, u64, Vec<&str>)> = names
+        .iter()
+        .map(|n| {
+            (
+                n.name.as_str(),
+                n.count,
+                n.tags.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("cpu", 6, vec!["canary", "host", "port", "region"]),
+            ("mem", 1, vec!["host", "region"]),
+        ]
+    );
+    let narrowed = client.names().tag("host", "db-1").await.unwrap();
+    assert_eq!(
+        narrowed.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+        ["cpu"]
+    );
+    assert_refused(
+        client.tag_keys().matching("{host").await,
         "invalid_param",
         "match",
     );
