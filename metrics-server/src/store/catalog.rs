@@ -12,7 +12,7 @@ use sea_orm::{
 };
 
 use super::{
-    filter::{column, series_condition, unquoted, Filter, Resolve},
+    filter::{column, series_condition, unquoted, Filter},
     schema::{quote, Metrics, Series, SeriesTags},
     NameStats, StoreError,
 };
@@ -23,7 +23,7 @@ pub(super) async fn names(
     db: &DatabaseConnection,
     selection: &Selection,
 ) -> Result<Vec<NameStats>, StoreError> {
-    let filter = Filter::new(db, selection, false, Resolve::Subquery).await?;
+    let filter = Filter::new(db, selection, false).await?;
     // One pass over the (name, ts, id) index: MIN/MAX per name come from its ends.
     let counts = Query::select()
         .column((Metrics::Table, Metrics::Name))
