@@ -13,7 +13,9 @@
 //! What the writer stores was validated before: `parse` turns a posted body into metrics (JSON or
 //! NDJSON framing, each metric's fields), or says what is wrong with it.
 
+pub(crate) mod line;
 pub(crate) mod parse;
+pub(crate) mod points;
 
 use std::{sync::Arc, time::Duration};
 
