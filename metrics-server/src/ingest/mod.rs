@@ -14,8 +14,10 @@
 //! NDJSON framing, each metric's fields), or says what is wrong with it.
 
 pub(crate) mod line;
+pub(crate) mod otlp;
 pub(crate) mod parse;
 pub(crate) mod points;
+pub(crate) mod remote_write;
 
 use std::{sync::Arc, time::Duration};
 
