@@ -15,6 +15,7 @@
 //! | `security.rs` | the spec's `bearer` security scheme, from `crate::auth::policy` |
 //! | `error.rs` | [`ApiError`], the one JSON error of every route |
 //! | `allow.rs` | the `Allow` header of every 405, from the spec's operations |
+//! | `protocols/` | other protocols' writes (not in the spec): InfluxDB line protocol, Prometheus remote write, OTLP/HTTP |
 
 mod allow;
 mod assets;
@@ -24,6 +25,7 @@ mod health;
 mod idempotency;
 mod metrics;
 mod names;
+mod protocols;
 mod query;
 mod schema;
 mod security;
@@ -110,6 +112,8 @@ pub(crate) fn spec_json(state: AppState) -> String {
 pub(crate) fn routes(state: AppState) -> impl Endpoint {
     let body_limit = BodyLimit(state.body_limit);
     let auth = state.auth.clone();
+    let state_for_protocols = state.clone();
+    let otlp_state = state.clone();
     let api = openapi(state);
     // The spec with its security scheme, served and embedded in Swagger UI (whose "Authorize"
     // then takes a token).
@@ -131,13 +135,28 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint {
                 let methods = path.operations.iter().map(|op| op.method.clone()).collect();
                 (path.path, methods)
             })
-            .chain([("/assets/:file".to_owned(), vec![Method::GET])]),
+            .chain([("/assets/:file".to_owned(), vec![Method::GET])])
+            .chain(protocols::methods()),
     ));
-    Route::new()
+    let routes = Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
-        .at("/assets/:file", poem::get(assets::asset))
+        .at("/assets/:file", poem::get(assets::asset));
+    protocols::mount(routes, &state_for_protocols)
         .nest("/", api)
+        .around(move |ep, req| {
+            // OTLP exporters pointed at the server's root post protobuf to /v1/metrics.
+            let state = otlp_state.clone();
+            async move {
+                if req.method() == Method::POST
+                    && req.uri().path() == "/v1/metrics"
+                    && protocols::is_otlp_protobuf(&req)
+                {
+                    return protocols::otlp_on_v1(&state, req).await;
+                }
+                ep.call(req).await.map(IntoResponse::into_response)
+            }
+        })
         .data(body_limit)
         .around(move |ep, mut req| {
             let auth = auth.clone();

@@ -55,16 +55,6 @@ impl Labels {
     pub(crate) fn insert_str(&mut self, key: &str, value: &str) {
         self.insert(key, Value::String(value.to_owned()));
     }
-
-    /// Every label of `other`, over these.
-    pub(crate) fn extend(&mut self, other: &Labels) {
-        for (key, value) in &other.0 {
-            match self.0.iter_mut().find(|(k, _)| k == key) {
-                Some(slot) => slot.1 = value.clone(),
-                None => self.0.push((key.clone(), value.clone())),
-            }
-        }
-    }
 }
 
 /// The key a label is stored under: the metric's own keys get a leading underscore.

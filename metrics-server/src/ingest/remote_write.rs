@@ -14,7 +14,8 @@ use super::points::{Labels, Point, PointValue};
 use crate::store::NewMetric;
 
 /// The bit pattern of Prometheus's stale marker.
-pub(crate) const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+#[cfg(test)]
+const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 
 /// `prometheus.WriteRequest` (remote write 1.0), with only the fields we read.
 #[derive(Clone, PartialEq, prost::Message)]
