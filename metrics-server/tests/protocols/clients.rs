@@ -1,0 +1,1 @@
+//! Real clients (see `main.rs`).
