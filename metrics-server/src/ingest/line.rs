@@ -99,7 +99,8 @@ pub(crate) fn parse(
             line: line_number,
             message: format!("{message} (in `{}`)", excerpt(&segment[skipped..])),
         };
-        let line = parsed.map_err(|err| fail(format!("invalid line protocol: {}", explain(&err))))?;
+        let line =
+            parsed.map_err(|err| fail(format!("invalid line protocol: {}", explain(&err))))?;
         let ts_nanos = match line.timestamp {
             Some(ts) => i128::from(ts) * precision.nanos(),
             None => now_nanos,
@@ -112,7 +113,10 @@ pub(crate) fn parse(
         let tags = line.series.tag_set.as_deref().unwrap_or_default();
         for (i, (key, value)) in tags.iter().enumerate() {
             if tags[..i].iter().any(|(k, _)| k == key) {
-                return Err(fail(format!("duplicate tags: `{}` is given twice", key.as_str())));
+                return Err(fail(format!(
+                    "duplicate tags: `{}` is given twice",
+                    key.as_str()
+                )));
             }
             labels.insert_str(key.as_str(), value.as_str());
         }
@@ -141,9 +145,13 @@ pub(crate) fn parse(
                 ts_nanos,
                 labels: labels.clone(),
             };
-            let metric = point
-                .into_metric()
-                .map_err(|err| fail(format!("field `{}`: {}", field.as_str(), err.into_message())))?;
+            let metric = point.into_metric().map_err(|err| {
+                fail(format!(
+                    "field `{}`: {}",
+                    field.as_str(),
+                    err.into_message()
+                ))
+            })?;
             metrics.push(metric);
         }
     }

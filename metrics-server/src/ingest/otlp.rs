@@ -96,13 +96,10 @@ pub(crate) fn convert(request: &ExportMetricsServiceRequest, now_nanos: i128) ->
                     Some(Data::Histogram(h)) => {
                         h.data_points.iter().for_each(|p| context.histogram(p))
                     }
-                    Some(Data::ExponentialHistogram(h)) => h
-                        .data_points
-                        .iter()
-                        .for_each(|p| context.exponential(p)),
-                    Some(Data::Summary(s)) => {
-                        s.data_points.iter().for_each(|p| context.summary(p))
+                    Some(Data::ExponentialHistogram(h)) => {
+                        h.data_points.iter().for_each(|p| context.exponential(p))
                     }
+                    Some(Data::Summary(s)) => s.data_points.iter().for_each(|p| context.summary(p)),
                     // A metric without data has no data points to store or reject.
                     None => {}
                 }
@@ -160,8 +157,10 @@ impl Context<'_> {
             Some(number_data_point::Value::AsInt(v)) => PointValue::I64(v),
             None => {
                 let name = self.name;
-                self.out
-                    .reject(name, "a data point without a value (asDouble or asInt)".into());
+                self.out.reject(
+                    name,
+                    "a data point without a value (asDouble or asInt)".into(),
+                );
                 return;
             }
         };

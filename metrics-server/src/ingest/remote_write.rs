@@ -209,7 +209,12 @@ mod tests {
         let request = WriteRequest {
             timeseries: vec![series(
                 &[("__name__", "g")],
-                &[(f64::NAN, 1), (f64::INFINITY, 2), (f64::NEG_INFINITY, 3), (-0.5, 4)],
+                &[
+                    (f64::NAN, 1),
+                    (f64::INFINITY, 2),
+                    (f64::NEG_INFINITY, 3),
+                    (-0.5, 4),
+                ],
             )],
         };
         let decoded = round_trip(&request).unwrap();
@@ -223,18 +228,25 @@ mod tests {
             timeseries: vec![series(&[("job", "x")], &[(1.0, 1)])],
         };
         let err = round_trip(&nameless).unwrap_err();
-        assert!(err.contains("series 0 {job=\"x\"} has no `__name__`"), "{err}");
+        assert!(
+            err.contains("series 0 {job=\"x\"} has no `__name__`"),
+            "{err}"
+        );
         let far = WriteRequest {
             timeseries: vec![series(&[("__name__", "m")], &[(1.0, i64::MAX)])],
         };
         let err = round_trip(&far).unwrap_err();
         assert!(err.contains("outside the years"), "{err}");
-        assert!(decode(b"\xff\xff\xff").unwrap_err().contains("not a remote write"));
+        assert!(decode(b"\xff\xff\xff")
+            .unwrap_err()
+            .contains("not a remote write"));
         assert!(matches!(
             decompress(b"not snappy at all \xff\xff\xff\xff\xff", 1000),
             Err(DecodeError::Invalid(_))
         ));
-        let big = snap::raw::Encoder::new().compress_vec(&[0u8; 1000]).unwrap();
+        let big = snap::raw::Encoder::new()
+            .compress_vec(&[0u8; 1000])
+            .unwrap();
         assert_eq!(decompress(&big, 999), Err(DecodeError::TooLarge(1000)));
     }
 }

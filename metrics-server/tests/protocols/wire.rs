@@ -101,8 +101,14 @@ async fn a_bad_line_is_a_400_naming_it_and_stores_nothing(backend: Backend) {
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["code"], "invalid_body");
     let message = error["message"].as_str().unwrap();
-    assert!(message.starts_with("line 2: invalid line protocol"), "{message}");
-    assert!(message.contains("`m v=oops 2`") && message.contains("nothing of the request was stored"), "{message}");
+    assert!(
+        message.starts_with("line 2: invalid line protocol"),
+        "{message}"
+    );
+    assert!(
+        message.contains("`m v=oops 2`") && message.contains("nothing of the request was stored"),
+        "{message}"
+    );
     assert!(query(&server, "m.v").await.is_empty());
 
     let response = post("/write?precision=d", "m v=1 1").await.unwrap();
@@ -122,7 +128,12 @@ async fn a_bad_line_is_a_400_naming_it_and_stores_nothing(backend: Backend) {
     assert_eq!(response.status(), 403);
     assert!(query(&server, "m.v").await.is_empty());
     // Only POST: a 405 says so in the one JSON shape.
-    let response = server.http.get(server.url("/api/v2/write")).send().await.unwrap();
+    let response = server
+        .http
+        .get(server.url("/api/v2/write"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "POST");
     let error: Value = response.json().await.unwrap();
@@ -191,8 +202,14 @@ async fn remote_write_samples_arrive_and_stale_markers_are_skipped(backend: Back
                 label("job", "prometheus"),
             ],
             samples: vec![
-                Sample { value: 1027.0, timestamp: 1_700_000_000_123 },
-                Sample { value: f64::from_bits(0x7ff0_0000_0000_0002), timestamp: 1_700_000_015_123 },
+                Sample {
+                    value: 1027.0,
+                    timestamp: 1_700_000_000_123,
+                },
+                Sample {
+                    value: f64::from_bits(0x7ff0_0000_0000_0002),
+                    timestamp: 1_700_000_015_123,
+                },
             ],
         }],
     };
@@ -203,7 +220,10 @@ async fn remote_write_samples_arrive_and_stale_markers_are_skipped(backend: Back
         r#"[{"name":"http_requests_total","value":1027.0,"ts":"2023-11-14T22:13:20.123Z","instance":"localhost:9090","job":"prometheus"}]"#
     );
     // Not Snappy, not a WriteRequest, no name: 400 (not retried), nothing stored.
-    for body in [b"\x05plain".to_vec(), snap::raw::Encoder::new().compress_vec(b"\xff\xff").unwrap()] {
+    for body in [
+        b"\x05plain".to_vec(),
+        snap::raw::Encoder::new().compress_vec(b"\xff\xff").unwrap(),
+    ] {
         let response = post_remote_write(&server, body).await;
         assert_eq!(response.status(), 400);
         let error: Value = response.json().await.unwrap();
@@ -211,14 +231,29 @@ async fn remote_write_samples_arrive_and_stale_markers_are_skipped(backend: Back
     }
     let nameless = WriteRequest {
         timeseries: vec![
-            TimeSeries { labels: vec![label("__name__", "ok_series")], samples: vec![Sample { value: 1.0, timestamp: 1 }] },
-            TimeSeries { labels: vec![label("job", "x")], samples: vec![Sample { value: 1.0, timestamp: 1 }] },
+            TimeSeries {
+                labels: vec![label("__name__", "ok_series")],
+                samples: vec![Sample {
+                    value: 1.0,
+                    timestamp: 1,
+                }],
+            },
+            TimeSeries {
+                labels: vec![label("job", "x")],
+                samples: vec![Sample {
+                    value: 1.0,
+                    timestamp: 1,
+                }],
+            },
         ],
     };
     let response = post_remote_write(&server, remote_write_body(&nameless)).await;
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
-    assert!(error["message"].as_str().unwrap().contains("no `__name__`"), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("no `__name__`"),
+        "{error}"
+    );
     assert!(query(&server, "ok_series").await.is_empty());
 }
 
@@ -251,8 +286,12 @@ async fn otlp_json_and_protobuf_get_answers_in_their_own_encoding(backend: Backe
     // Protobuf on /v1/metrics (an exporter pointed at the root), gzip-compressed; one of the two
     // data points has no value: partial success.
     let request: opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest =
-        serde_json::from_str(&OTLP_JSON.replace(r#""asInt":"7","#, "").replace("otlp.", "pb."))
-            .unwrap();
+        serde_json::from_str(
+            &OTLP_JSON
+                .replace(r#""asInt":"7","#, "")
+                .replace("otlp.", "pb."),
+        )
+        .unwrap();
     let response = server
         .http
         .post(server.url("/v1/metrics"))
@@ -267,7 +306,13 @@ async fn otlp_json_and_protobuf_get_answers_in_their_own_encoding(backend: Backe
     let answer = ExportMetricsServiceResponse::decode(response.bytes().await.unwrap()).unwrap();
     let partial = answer.partial_success.unwrap();
     assert_eq!(partial.rejected_data_points, 1);
-    assert!(partial.error_message.contains("\"pb.sum\": a data point without a value"), "{}", partial.error_message);
+    assert!(
+        partial
+            .error_message
+            .contains("\"pb.sum\": a data point without a value"),
+        "{}",
+        partial.error_message
+    );
     assert_eq!(query(&server, "pb.gauge").await.len(), 1);
 
     // The same partial success in JSON.
@@ -280,7 +325,10 @@ async fn otlp_json_and_protobuf_get_answers_in_their_own_encoding(backend: Backe
         .await
         .unwrap();
     let answer: Value = response.json().await.unwrap();
-    assert_eq!(answer["partialSuccess"]["rejectedDataPoints"], "1", "{answer}");
+    assert_eq!(
+        answer["partialSuccess"]["rejectedDataPoints"], "1",
+        "{answer}"
+    );
 
     // Errors: a google.rpc.Status in the request's encoding.
     let response = server
@@ -318,7 +366,13 @@ async fn otlp_json_and_protobuf_get_answers_in_their_own_encoding(backend: Backe
         .unwrap();
     assert_eq!(response.status(), 415);
     // JSON on /v1/metrics is still our API.
-    assert_eq!(server.post(r#"{"name":"j","value":1,"ts":"2016-01-01"}"#).await.0, 200);
+    assert_eq!(
+        server
+            .post(r#"{"name":"j","value":1,"ts":"2016-01-01"}"#)
+            .await
+            .0,
+        200
+    );
 }
 
 async fn a_subscriber_sees_an_otlp_point_like_a_posted_one(backend: Backend) {
@@ -361,14 +415,37 @@ async fn tokens_scopes_and_prefixes_hold_on_every_protocol(backend: Backend) {
         }
         request.send()
     };
-    assert_eq!(send("/api/v2/write", None, "app v=1 1").await.unwrap().status(), 401);
-    assert_eq!(send("/api/v2/write", Some(&reader), "app v=1 1").await.unwrap().status(), 403);
-    assert_eq!(send("/api/v2/write", Some(&writer), "app v=1 1").await.unwrap().status(), 204);
+    assert_eq!(
+        send("/api/v2/write", None, "app v=1 1")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        send("/api/v2/write", Some(&reader), "app v=1 1")
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        send("/api/v2/write", Some(&writer), "app v=1 1")
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
     // One name outside the prefixes refuses the whole request.
-    let response = send("/api/v2/write", Some(&writer), "app v=2 2\nother v=1 1").await.unwrap();
+    let response = send("/api/v2/write", Some(&writer), "app v=2 2\nother v=1 1")
+        .await
+        .unwrap();
     assert_eq!(response.status(), 403);
     let error: Value = response.json().await.unwrap();
-    assert!(error["message"].as_str().unwrap().contains("\"other.v\""), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("\"other.v\""),
+        "{error}"
+    );
     assert_eq!(query(&server, "app.v").await.len(), 1);
     // InfluxDB 1's ?p= and Basic u:p carry the token too.
     let response = server
@@ -440,10 +517,15 @@ async fn the_body_limit_holds_on_every_protocol(backend: Backend) {
         .unwrap();
     assert_eq!(response.status(), 413);
     let series = TimeSeries {
-        labels: vec![Label { name: "__name__".into(), value: "x".repeat(2000) }],
+        labels: vec![Label {
+            name: "__name__".into(),
+            value: "x".repeat(2000),
+        }],
         samples: vec![],
     };
-    let body = remote_write_body(&WriteRequest { timeseries: vec![series] });
+    let body = remote_write_body(&WriteRequest {
+        timeseries: vec![series],
+    });
     assert!(body.len() < 1000);
     assert_eq!(post_remote_write(&server, body).await.status(), 413);
     assert!(query(&server, "m.v").await.is_empty());

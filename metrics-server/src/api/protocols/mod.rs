@@ -34,23 +34,28 @@ pub(super) const OTLP_PATH: &str = "/otlp/v1/metrics";
 
 /// The methods each route of [`ROUTES`] accepts.
 pub(super) fn methods() -> impl Iterator<Item = (String, Vec<Method>)> {
-    ROUTES.iter().map(|path| ((*path).to_owned(), vec![Method::POST]))
+    ROUTES
+        .iter()
+        .map(|path| ((*path).to_owned(), vec![Method::POST]))
 }
 
 /// Adds the routes to `route`.
 pub(super) fn mount(route: Route, state: &AppState) -> Route {
     route
         .at("/write", poem::post(influx::write_v1).data(state.clone()))
-        .at("/api/v2/write", poem::post(influx::write_v2).data(state.clone()))
-        .at("/api/v1/write", poem::post(prom_write::write).data(state.clone()))
+        .at(
+            "/api/v2/write",
+            poem::post(influx::write_v2).data(state.clone()),
+        )
+        .at(
+            "/api/v1/write",
+            poem::post(prom_write::write).data(state.clone()),
+        )
         .at(OTLP_PATH, poem::post(otlp::export).data(state.clone()))
 }
 
 /// `POST /v1/metrics` with a protobuf body is OTLP: the JSON API never receives one.
-pub(super) async fn otlp_on_v1(
-    state: &AppState,
-    req: Request,
-) -> poem::Result<poem::Response> {
+pub(super) async fn otlp_on_v1(state: &AppState, req: Request) -> poem::Result<poem::Response> {
     otlp::export.data(state.clone()).call(req).await
 }
 

@@ -49,8 +49,13 @@ enum Format {
 
 /// The essence of a content type, lowercased.
 fn essence(req: &Request) -> Option<String> {
-    req.content_type()
-        .map(|t| t.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+    req.content_type().map(|t| {
+        t.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    })
 }
 
 /// Whether a request's body is protobuf (what OTLP exporters send by default).
@@ -96,11 +101,16 @@ async fn receive(
     let now = now_nanos();
     let converted = tokio::task::spawn_blocking(move || {
         let request = match format {
-            Format::Protobuf => ExportMetricsServiceRequest::decode(bytes.as_slice())
-                .map_err(|err| format!("the body is not an OTLP ExportMetricsServiceRequest: {err}")),
-            Format::Json => serde_json::from_slice::<ExportMetricsServiceRequest>(&bytes).map_err(
-                |err| format!("the body is not an OTLP ExportMetricsServiceRequest in JSON: {err}"),
-            ),
+            Format::Protobuf => {
+                ExportMetricsServiceRequest::decode(bytes.as_slice()).map_err(|err| {
+                    format!("the body is not an OTLP ExportMetricsServiceRequest: {err}")
+                })
+            }
+            Format::Json => {
+                serde_json::from_slice::<ExportMetricsServiceRequest>(&bytes).map_err(|err| {
+                    format!("the body is not an OTLP ExportMetricsServiceRequest in JSON: {err}")
+                })
+            }
         }
         .map_err(|message| ApiError::bad_request(ErrorCode::InvalidBody, message))?;
         Ok::<_, ApiError>(convert(&request, now))
@@ -142,13 +152,13 @@ async fn receive(
 /// An error as OTLP answers it: a `google.rpc.Status` in the request's encoding.
 fn status_response(err: &ApiError, format: Format) -> Response {
     let code = match err.status() {
-        StatusCode::UNAUTHORIZED => 16,     // UNAUTHENTICATED
-        StatusCode::FORBIDDEN => 7,         // PERMISSION_DENIED
-        StatusCode::REQUEST_TIMEOUT => 4,   // DEADLINE_EXCEEDED
+        StatusCode::UNAUTHORIZED => 16,   // UNAUTHENTICATED
+        StatusCode::FORBIDDEN => 7,       // PERMISSION_DENIED
+        StatusCode::REQUEST_TIMEOUT => 4, // DEADLINE_EXCEEDED
         StatusCode::PAYLOAD_TOO_LARGE | StatusCode::INSUFFICIENT_STORAGE => 8, // RESOURCE_EXHAUSTED
         StatusCode::SERVICE_UNAVAILABLE => 14, // UNAVAILABLE
         StatusCode::INTERNAL_SERVER_ERROR => 13, // INTERNAL
-        _ => 3,                             // INVALID_ARGUMENT
+        _ => 3,                           // INVALID_ARGUMENT
     };
     let status = Status {
         code,

@@ -22,16 +22,20 @@ fn error(text: &str) -> LineError {
 fn the_reference_example() {
     assert_eq!(
         docs("myMeasurement,tag1=value1,tag2=value2 fieldKey=\"fieldValue\" 1556813561098000000"),
-        [r#"{"name":"myMeasurement.fieldKey","value":"fieldValue","ts":"2019-05-02T16:12:41.098Z","tag1":"value1","tag2":"value2"}"#]
+        [
+            r#"{"name":"myMeasurement.fieldKey","value":"fieldValue","ts":"2019-05-02T16:12:41.098Z","tag1":"value1","tag2":"value2"}"#
+        ]
     );
 }
 
 #[test]
 fn one_metric_per_field_and_value_is_the_bare_measurement() {
     assert_eq!(
-        docs("home,room=Kitchen temp=21.0,hum=35.9,co=0i 1641024000\n"
-            .replace("1641024000", "1641024000000000000")
-            .as_str()),
+        docs(
+            "home,room=Kitchen temp=21.0,hum=35.9,co=0i 1641024000\n"
+                .replace("1641024000", "1641024000000000000")
+                .as_str()
+        ),
         [
             r#"{"name":"home.temp","value":21.0,"ts":"2022-01-01T08:00:00Z","room":"Kitchen"}"#,
             r#"{"name":"home.hum","value":35.9,"ts":"2022-01-01T08:00:00Z","room":"Kitchen"}"#,
@@ -59,21 +63,44 @@ fn every_field_type() {
     assert_eq!(
         values,
         [
-            "1.0", "1.0", "-1.234456e+78", "1", "-1", "12485903", "\"x\"", "true", "true", "true",
-            "true", "true", "false", "false", "false", "false", "false"
+            "1.0",
+            "1.0",
+            "-1.234456e+78",
+            "1",
+            "-1",
+            "12485903",
+            "\"x\"",
+            "true",
+            "true",
+            "true",
+            "true",
+            "true",
+            "false",
+            "false",
+            "false",
+            "false",
+            "false"
         ]
     );
     // Integers keep every digit.
-    assert!(docs("m i=9223372036854775807i,u=18446744073709551615u 1")[1]
-        .contains(r#""value":18446744073709551615"#));
+    assert!(
+        docs("m i=9223372036854775807i,u=18446744073709551615u 1")[1]
+            .contains(r#""value":18446744073709551615"#)
+    );
 }
 
 #[test]
 fn escaping_corner_cases() {
     let cases = [
         // Measurement: comma and space.
-        (r#"my\,Measurement f=1 1"#, r#"{"name":"my,Measurement.f","value":1.0,"ts":"1970-01-01T00:00:00.000000001Z"}"#),
-        (r#"my\ Measurement f=1 1"#, r#"{"name":"my Measurement.f","value":1.0,"ts":"1970-01-01T00:00:00.000000001Z"}"#),
+        (
+            r#"my\,Measurement f=1 1"#,
+            r#"{"name":"my,Measurement.f","value":1.0,"ts":"1970-01-01T00:00:00.000000001Z"}"#,
+        ),
+        (
+            r#"my\ Measurement f=1 1"#,
+            r#"{"name":"my Measurement.f","value":1.0,"ts":"1970-01-01T00:00:00.000000001Z"}"#,
+        ),
         // Tag keys and values: comma, equals sign, space.
         (
             r#"m,tag\ Key1=tag\ Value1,tag\,Key2=tag\,Value2,tag\=Key3=tag\=Value3 f=1 1"#,
@@ -109,8 +136,16 @@ fn escaping_corner_cases() {
     }
     // The second and third fields of the field-key case.
     let three = docs(r#"m field\ Key=1,field\,Key=2,field\=Key=3 1"#);
-    assert!(three[1].starts_with(r#"{"name":"m.field,Key","value":2.0"#), "{}", three[1]);
-    assert!(three[2].starts_with(r#"{"name":"m.field=Key","value":3.0"#), "{}", three[2]);
+    assert!(
+        three[1].starts_with(r#"{"name":"m.field,Key","value":2.0"#),
+        "{}",
+        three[1]
+    );
+    assert!(
+        three[2].starts_with(r#"{"name":"m.field=Key","value":3.0"#),
+        "{}",
+        three[2]
+    );
 }
 
 #[test]
@@ -127,15 +162,27 @@ fn timestamps_in_each_precision_and_the_default_now() {
     let at = |precision, ts: &str| {
         parse(&format!("m v=1 {ts}"), precision, None, NOW).unwrap()[0].ts_micros
     };
-    assert_eq!(at(Precision::Nanos, "1556813561098000123"), 1_556_813_561_098_000);
-    assert_eq!(at(Precision::Micros, "1556813561098000"), 1_556_813_561_098_000);
-    assert_eq!(at(Precision::Millis, "1556813561098"), 1_556_813_561_098_000);
+    assert_eq!(
+        at(Precision::Nanos, "1556813561098000123"),
+        1_556_813_561_098_000
+    );
+    assert_eq!(
+        at(Precision::Micros, "1556813561098000"),
+        1_556_813_561_098_000
+    );
+    assert_eq!(
+        at(Precision::Millis, "1556813561098"),
+        1_556_813_561_098_000
+    );
     assert_eq!(at(Precision::Seconds, "1556813561"), 1_556_813_561_000_000);
     assert_eq!(at(Precision::Minutes, "2"), 120_000_000);
     assert_eq!(at(Precision::Hours, "1"), 3_600_000_000);
     assert_eq!(at(Precision::Seconds, "-1"), -1_000_000);
     let doc = &parse("m value=1", Precision::Nanos, None, NOW).unwrap()[0].doc;
-    assert_eq!(doc, r#"{"name":"m","value":1.0,"ts":"2023-11-14T22:13:20Z"}"#);
+    assert_eq!(
+        doc,
+        r#"{"name":"m","value":1.0,"ts":"2023-11-14T22:13:20Z"}"#
+    );
     for (text, precision) in [
         ("ns", Precision::Nanos),
         ("n", Precision::Nanos),
@@ -154,10 +201,27 @@ fn timestamps_in_each_precision_and_the_default_now() {
 
 #[test]
 fn the_database_is_a_key_and_a_db_tag_wins() {
-    let metrics = parse("m v=1 1\nm,db=tagged v=1 1", Precision::Nanos, Some("telegraf"), NOW).unwrap();
-    assert!(metrics[0].doc.ends_with(r#","db":"telegraf"}"#), "{}", metrics[0].doc);
-    assert!(metrics[1].doc.ends_with(r#","db":"tagged"}"#), "{}", metrics[1].doc);
-    assert_eq!(metrics[0].tags.get("db").map(String::as_str), Some("telegraf"));
+    let metrics = parse(
+        "m v=1 1\nm,db=tagged v=1 1",
+        Precision::Nanos,
+        Some("telegraf"),
+        NOW,
+    )
+    .unwrap();
+    assert!(
+        metrics[0].doc.ends_with(r#","db":"telegraf"}"#),
+        "{}",
+        metrics[0].doc
+    );
+    assert!(
+        metrics[1].doc.ends_with(r#","db":"tagged"}"#),
+        "{}",
+        metrics[1].doc
+    );
+    assert_eq!(
+        metrics[0].tags.get("db").map(String::as_str),
+        Some("telegraf")
+    );
 }
 
 #[test]
@@ -172,9 +236,19 @@ fn a_bad_line_names_its_number_and_the_problem() {
         ("m v=1e999 1", ns, 1, "out of range"),
         ("m v=\"unterminated 1", ns, 1, "invalid line protocol"),
         ("m,t=a,t=b v=1 1", ns, 1, "duplicate tags"),
-        ("m v=1 1\nm s=\"x\ny\" 1\nbad", ns, 4, "invalid line protocol"),
+        (
+            "m v=1 1\nm s=\"x\ny\" 1\nbad",
+            ns,
+            4,
+            "invalid line protocol",
+        ),
         // A timestamp beyond the years 0000-9999 in its precision.
-        ("m v=1 1\nm v=1 9223372036854775807", Precision::Hours, 2, "outside the years"),
+        (
+            "m v=1 1\nm v=1 9223372036854775807",
+            Precision::Hours,
+            2,
+            "outside the years",
+        ),
     ];
     for (body, precision, line, problem) in cases {
         let err = parse(body, precision, None, NOW).unwrap_err();
@@ -183,5 +257,7 @@ fn a_bad_line_names_its_number_and_the_problem() {
     }
     assert!(error("m\n").to_string().starts_with("line 1: "));
     // The message quotes the line.
-    assert!(error("x v=1 1\nbad line here").message.contains("`bad line here`"));
+    assert!(error("x v=1 1\nbad line here")
+        .message
+        .contains("`bad line here`"));
 }

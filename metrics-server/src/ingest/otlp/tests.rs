@@ -41,7 +41,9 @@ fn the_upstream_json_example() {
     );
     assert_eq!(converted.rejected, 1);
     assert!(
-        converted.error_message().contains("\"my.histogram\": a histogram data point with 3 bucket counts for 1 explicit bounds"),
+        converted.error_message().contains(
+            "\"my.histogram\": a histogram data point with 3 bucket counts for 1 explicit bounds"
+        ),
         "{}",
         converted.error_message()
     );
@@ -108,7 +110,14 @@ fn gauges_and_sums_with_every_attribute_type_and_the_narrowest_key_winning() {
         kv(
             "arr",
             any_value::Value::ArrayValue(ArrayValue {
-                values: vec![AnyValue { value: Some(s("x")) }, AnyValue { value: Some(any_value::Value::IntValue(1)) }],
+                values: vec![
+                    AnyValue {
+                        value: Some(s("x")),
+                    },
+                    AnyValue {
+                        value: Some(any_value::Value::IntValue(1)),
+                    },
+                ],
             }),
         ),
         kv(
@@ -119,14 +128,21 @@ fn gauges_and_sums_with_every_attribute_type_and_the_narrowest_key_winning() {
         ),
         kv("bytes", any_value::Value::BytesValue(vec![0, 255])),
         kv("value", s("renamed")),
-        KeyValue { key: "empty".into(), value: None, ..Default::default() },
+        KeyValue {
+            key: "empty".into(),
+            value: None,
+            ..Default::default()
+        },
     ];
     let converted = convert(
         &request(vec![
             metric(
                 "g",
                 Data::Gauge(Gauge {
-                    data_points: vec![number(Some(number_data_point::Value::AsInt(42)), attributes)],
+                    data_points: vec![number(
+                        Some(number_data_point::Value::AsInt(42)),
+                        attributes,
+                    )],
                 }),
             ),
             metric(
@@ -179,7 +195,12 @@ fn histograms_become_count_sum_min_max_and_cumulative_buckets() {
     );
     let short: Vec<String> = docs(&converted)
         .iter()
-        .map(|d| d.replace(r#","ts":"1970-01-01T00:00:01Z","service.name":"svc","host":"scope""#, ""))
+        .map(|d| {
+            d.replace(
+                r#","ts":"1970-01-01T00:00:01Z","service.name":"svc","host":"scope""#,
+                "",
+            )
+        })
         .collect();
     assert_eq!(
         short,
@@ -207,8 +228,14 @@ fn exponential_histograms_get_bounds_from_their_scale() {
         scale: 0,
         zero_count: 1,
         zero_threshold: 0.0,
-        positive: Some(Buckets { offset: 1, bucket_counts: vec![2, 3] }),
-        negative: Some(Buckets { offset: 0, bucket_counts: vec![1] }),
+        positive: Some(Buckets {
+            offset: 1,
+            bucket_counts: vec![2, 3],
+        }),
+        negative: Some(Buckets {
+            offset: 0,
+            bucket_counts: vec![1],
+        }),
         ..Default::default()
     };
     let converted = convert(
@@ -223,7 +250,12 @@ fn exponential_histograms_get_bounds_from_their_scale() {
     );
     let short: Vec<String> = docs(&converted)
         .iter()
-        .map(|d| d.replace(r#","ts":"1970-01-01T00:00:01Z","service.name":"svc","host":"scope""#, ""))
+        .map(|d| {
+            d.replace(
+                r#","ts":"1970-01-01T00:00:01Z","service.name":"svc","host":"scope""#,
+                "",
+            )
+        })
         .collect();
     assert_eq!(
         short,
@@ -246,19 +278,38 @@ fn summaries_become_count_sum_and_quantiles() {
         count: 10,
         sum: 5.5,
         quantile_values: vec![
-            ValueAtQuantile { quantile: 0.5, value: 0.4 },
-            ValueAtQuantile { quantile: 0.99, value: 1.2 },
-            ValueAtQuantile { quantile: 1.0, value: f64::NAN },
+            ValueAtQuantile {
+                quantile: 0.5,
+                value: 0.4,
+            },
+            ValueAtQuantile {
+                quantile: 0.99,
+                value: 1.2,
+            },
+            ValueAtQuantile {
+                quantile: 1.0,
+                value: f64::NAN,
+            },
         ],
         ..Default::default()
     };
     let converted = convert(
-        &request(vec![metric("rpc", Data::Summary(Summary { data_points: vec![point] }))]),
+        &request(vec![metric(
+            "rpc",
+            Data::Summary(Summary {
+                data_points: vec![point],
+            }),
+        )]),
         NOW,
     );
     let short: Vec<String> = docs(&converted)
         .iter()
-        .map(|d| d.replace(r#","ts":"1970-01-01T00:00:01Z","service.name":"svc","host":"scope""#, ""))
+        .map(|d| {
+            d.replace(
+                r#","ts":"1970-01-01T00:00:01Z","service.name":"svc","host":"scope""#,
+                "",
+            )
+        })
         .collect();
     assert_eq!(
         short,
@@ -295,7 +346,10 @@ fn points_that_cannot_be_stored_are_rejected_alone() {
                     data_points: vec![number(Some(number_data_point::Value::AsInt(1)), vec![])],
                 }),
             ),
-            Metric { name: "nodata".into(), ..Default::default() },
+            Metric {
+                name: "nodata".into(),
+                ..Default::default()
+            },
         ]),
         NOW,
     );
