@@ -120,7 +120,7 @@ async fn receive(
     let rejected = converted.rejected;
     let message = converted.error_message();
     store(state, req, converted.metrics).await?;
-    let partial = (rejected > 0).then(|| ExportMetricsPartialSuccess {
+    let partial = (rejected > 0).then_some(ExportMetricsPartialSuccess {
         rejected_data_points: rejected,
         error_message: message,
     });
