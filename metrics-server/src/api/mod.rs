@@ -7,6 +7,7 @@
 //! | `ws.rs` | `GET /v1/ws` |
 //! | `stream.rs` | `GET /v1/stream` (resumable), `GET /v1/limits`; idempotent POSTs |
 //! | `health.rs` | `GET /healthz`, `GET /` |
+//! | (here) | `GET /metrics`: the server's own metrics in the Prometheus text format (`crate::monitor`; not in the spec) |
 //! | `tokens.rs` | `POST/GET /v1/tokens`, `DELETE /v1/tokens/{id}`: the admin API |
 //! | `assets.rs` | `GET /assets/{file}`: the live page's scripts and styles (not in the spec) |
 //! | `socket.rs` | what both WebSocket routes share: Origin check, cap, writes with a deadline |
@@ -114,6 +115,17 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint {
     let auth = state.auth.clone();
     let state_for_protocols = state.clone();
     let otlp_state = state.clone();
+    let monitor = state.monitor.clone();
+    let scraped = state.clone();
+    // GET /metrics: the server's own metrics for Prometheus (crate::monitor).
+    let self_metrics = poem::get(poem::endpoint::make_sync(move |_| {
+        let text = scraped
+            .monitor
+            .scrape(scraped.ingest.queued(), scraped.hub.subscribers());
+        poem::Response::builder()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(text)
+    }));
     let api = openapi(state);
     // The spec with its security scheme, served and embedded in Swagger UI (whose "Authorize"
     // then takes a token).
@@ -135,13 +147,17 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint {
                 let methods = path.operations.iter().map(|op| op.method.clone()).collect();
                 (path.path, methods)
             })
-            .chain([("/assets/:file".to_owned(), vec![Method::GET])])
+            .chain([
+                ("/assets/:file".to_owned(), vec![Method::GET]),
+                ("/metrics".to_owned(), vec![Method::GET]),
+            ])
             .chain(protocols::methods()),
     ));
     let routes = Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
-        .at("/assets/:file", poem::get(assets::asset));
+        .at("/assets/:file", poem::get(assets::asset))
+        .at("/metrics", self_metrics);
     protocols::mount(routes, &state_for_protocols)
         .nest("/", api)
         .around(move |ep, req| {
@@ -179,6 +195,22 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint {
                         response.headers_mut().insert(header::ALLOW, allow.clone());
                     }
                 }
+                Ok(response)
+            }
+        })
+        .around(move |ep, req| {
+            let monitor = monitor.clone();
+            async move {
+                let started = std::time::Instant::now();
+                let route = crate::monitor::route_of(req.uri().path());
+                let method = req.method().clone();
+                let response = ep.call(req).await?.into_response();
+                monitor.request(
+                    route,
+                    method.as_str(),
+                    response.status().as_u16(),
+                    started.elapsed(),
+                );
                 Ok(response)
             }
         })

@@ -238,8 +238,10 @@ async fn prometheus_remote_writes_to_us(backend: Backend) {
     let config = format!(
         "global:\n  scrape_interval: 1s\n\
          scrape_configs:\n  - job_name: prometheus-self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n\
+         \x20 - job_name: metrics-server\n    authorization:\n      credentials: {ADMIN}\n    static_configs:\n      - targets: ['{ours}']\n\
          remote_write:\n  - url: {url}\n    authorization:\n      credentials: {ADMIN}\n    queue_config:\n      batch_send_deadline: 1s\n",
         url = server.url("/api/v1/write"),
+        ours = server.addr,
     );
     std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
     let agent = Agent::spawn(
@@ -268,6 +270,21 @@ async fn prometheus_remote_writes_to_us(backend: Backend) {
     .await
     .unwrap_or_else(|m| panic!("no histogram buckets: {m:?}\n{}", agent.log()));
     assert!(buckets.iter().all(|b| b["value"].is_number()));
+    // It scrapes our own /metrics (docs/operations.md) too, and sends those back to us.
+    let ours = wait_for_up(&server, "metrics-server", &agent).await;
+    assert_eq!(ours["value"], json!(1.0), "{ours}");
+    let stored = wait_for(
+        &server,
+        "metrics_rows_stored_total",
+        Duration::from_secs(60),
+        |m| {
+            m.iter()
+                .any(|s| s["value"].as_f64().is_some_and(|v| v > 0.0))
+        },
+    )
+    .await
+    .unwrap_or_else(|m| panic!("our own metrics did not arrive: {m:?}\n{}", agent.log()));
+    assert_eq!(stored[0]["job"], "metrics-server");
     agent.stop().await;
 }
 

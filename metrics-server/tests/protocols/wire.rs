@@ -19,6 +19,7 @@ crate::on_both_backends!(
     a_subscriber_sees_an_otlp_point_like_a_posted_one,
     tokens_scopes_and_prefixes_hold_on_every_protocol,
     the_body_limit_holds_on_every_protocol,
+    get_metrics_serves_the_servers_own_metrics,
 );
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -529,4 +530,43 @@ async fn the_body_limit_holds_on_every_protocol(backend: Backend) {
     assert!(body.len() < 1000);
     assert_eq!(post_remote_write(&server, body).await.status(), 413);
     assert!(query(&server, "m.v").await.is_empty());
+}
+
+async fn get_metrics_serves_the_servers_own_metrics(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = TestServer::start(&db).await;
+    assert_eq!(server.post(r#"[{"name":"a","value":1,"ts":"2016-01-01"},{"name":"a","value":2,"ts":"2016-01-01"}]"#).await.0, 200);
+    let response = server
+        .http
+        .post(server.url("/write"))
+        .body("m v=1 1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let (_socket, _) = connect_async(server.ws_url("/v1/ws")).await.unwrap();
+    let response = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = response.text().await.unwrap();
+    for line in [
+        "metrics_rows_stored_total 3",
+        "metrics_http_requests_total{route=\"/v1/metrics\",method=\"POST\",status=\"200\"} 1",
+        "metrics_http_requests_total{route=\"/write\",method=\"POST\",status=\"204\"} 1",
+        "metrics_live_subscribers 1",
+        "metrics_writer_queue_depth 0",
+        "metrics_commit_failures_total 0",
+        "# TYPE metrics_commit_rows histogram",
+        "# TYPE metrics_http_request_duration_seconds histogram",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
 }
