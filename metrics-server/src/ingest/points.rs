@@ -132,10 +132,10 @@ pub(crate) fn rfc3339(ts_nanos: i128) -> Result<String, String> {
     i64::try_from(secs)
         .ok()
         .and_then(|secs| DateTime::from_timestamp(secs, nanos))
-        .filter(|t| (0..=9999).contains(&chrono::Datelike::year(t)))
+        .filter(|t| (1..=9999).contains(&chrono::Datelike::year(t)))
         .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
         .ok_or_else(|| {
-            format!("the timestamp {ts_nanos} ns since 1970 is outside the years 0000 to 9999")
+            format!("the timestamp {ts_nanos} ns since 1970 is outside the years 0001 to 9999")
         })
 }
 

@@ -242,7 +242,7 @@ fn a_bad_line_names_its_number_and_the_problem() {
             4,
             "invalid line protocol",
         ),
-        // A timestamp beyond the years 0000-9999 in its precision.
+        // A timestamp beyond the years 0001-9999 in its precision.
         (
             "m v=1 1\nm v=1 9223372036854775807",
             Precision::Hours,
