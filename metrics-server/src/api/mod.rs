@@ -2,7 +2,8 @@
 //!
 //! | file | routes |
 //! | --- | --- |
-//! | `metrics.rs` | `POST /v1/metrics`, `GET /v1/metrics` |
+//! | `metrics.rs` | `POST /v1/metrics`, `GET /v1/metrics`, `DELETE /v1/metrics` |
+//! | `answer.rs` | the formats of `GET /v1/metrics` (JSON, NDJSON, CSV) and its `Link` header |
 //! | `names.rs` | `GET /v1/names` |
 //! | `ws.rs` | `GET /v1/ws` |
 //! | `stream.rs` | `GET /v1/stream` (resumable), `GET /v1/limits`; idempotent POSTs |
@@ -11,6 +12,8 @@
 //! | `tokens.rs` | `POST/GET /v1/tokens`, `DELETE /v1/tokens/{id}`: the admin API |
 //! | `assets.rs` | `GET /assets/{file}`: the live page's scripts and styles (not in the spec) |
 //! | `socket.rs` | what both WebSocket routes share: Origin check, cap, writes with a deadline |
+//! | `param_types.rs` | the read routes' parameters as the spec declares them |
+//! | `params.rs` | the read routes' query strings: known parameters only, and their [`Selection`](crate::selection::Selection) |
 //! | `query.rs` | reading query strings strictly (UTF-8, parameters given once) |
 //! | `body.rs`, `schema.rs` | reading POST bodies (type, encoding, limit; `ingest::parse` reads the metrics); the hand-written `Metric` schema |
 //! | `security.rs` | the spec's `bearer` security scheme, from `crate::auth::policy` |
@@ -19,6 +22,7 @@
 //! | `protocols/` | other protocols' writes (not in the spec): InfluxDB line protocol, Prometheus remote write, OTLP/HTTP |
 
 mod allow;
+mod answer;
 mod assets;
 mod body;
 mod error;
@@ -26,6 +30,8 @@ mod health;
 mod idempotency;
 mod metrics;
 mod names;
+mod param_types;
+mod params;
 mod protocols;
 mod query;
 mod schema;

@@ -18,6 +18,8 @@ mod common;
 use metrics_test_support::on_both_backends;
 
 mod bulk;
+mod catalog;
+mod delete;
 
 mod errors;
 mod idempotency;
@@ -25,6 +27,7 @@ mod live;
 mod names;
 mod openapi;
 mod original;
+mod query;
 mod round_trip;
 mod shutdown;
 mod stream;
