@@ -164,7 +164,7 @@ impl Monitor {
 /// The route template of a path, for labels: the fixed routes as they are, the others by their
 /// template, anything else `other`.
 pub(crate) fn route_of(path: &str) -> &'static str {
-    const FIXED: [&str; 17] = [
+    const FIXED: [&str; 18] = [
         "/",
         "/healthz",
         "/openapi.json",
@@ -182,12 +182,15 @@ pub(crate) fn route_of(path: &str) -> &'static str {
         "/docs",
         "/docs/",
         "/v1/query",
+        "/v1/tags",
     ];
     if let Some(route) = FIXED.iter().find(|r| **r == path) {
         return route;
     }
     if path.starts_with("/v1/tokens/") {
         "/v1/tokens/:id"
+    } else if path.starts_with("/v1/tags/") {
+        "/v1/tags/:key/values"
     } else if path.starts_with("/assets/") {
         "/assets/:file"
     } else if path.starts_with("/docs/") {
