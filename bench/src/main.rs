@@ -283,7 +283,12 @@ async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
         let bytes = if remote_write {
             remote_write_body(args.first + start, len, args.names.max(1))?
         } else if args.gzip {
-            gzip(&body(args.target, args.first + start, len, args.names.max(1)))?
+            gzip(&body(
+                args.target,
+                args.first + start,
+                len,
+                args.names.max(1),
+            ))?
         } else {
             body(args.target, args.first + start, len, args.names.max(1)).into_bytes()
         };
@@ -301,7 +306,6 @@ async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
     for _ in 0..args.concurrency.max(1) {
         let (client, queue, url) = (client.clone(), queue.clone(), url.clone());
         let gzip = args.gzip;
-        let remote_write = remote_write;
         workers.push(tokio::spawn(async move {
             let mut sent = 0usize;
             loop {
