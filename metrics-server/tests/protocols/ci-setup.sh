@@ -20,8 +20,9 @@ command -v vmagent >/dev/null || [ -x /usr/bin/vmagent ] || missing+=(victoria-m
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update
-  # The packages' services are not started: the tests run the binaries themselves.
-  DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y --no-install-recommends "${missing[@]}"
+  # The tests do not use the packages' services (which may start where systemd runs): they run
+  # the binaries themselves on loopback ports of their own and stop them.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
 if [ -f "$VENV/.installed" ]; then
