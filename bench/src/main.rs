@@ -62,8 +62,71 @@ enum Target {
     Json,
     /// VictoriaMetrics, `POST /api/v1/import` (JSON lines, one sample each).
     Victoria,
-    /// InfluxDB 1.x, `POST /write?db=bench` (line protocol).
+    /// Line protocol, `POST /write?db=bench`: InfluxDB 1.x, VictoriaMetrics, or metrics-server.
     Influx,
+    /// Prometheus remote write 1.0, `POST /api/v1/write` (Snappy + protobuf, one series per
+    /// point): VictoriaMetrics or metrics-server.
+    RemoteWrite,
+}
+
+/// Remote write 1.0's messages.
+mod prw {
+    /// `prometheus.WriteRequest`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct WriteRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub(crate) timeseries: Vec<TimeSeries>,
+    }
+    /// `prometheus.TimeSeries`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct TimeSeries {
+        #[prost(message, repeated, tag = "1")]
+        pub(crate) labels: Vec<Label>,
+        #[prost(message, repeated, tag = "2")]
+        pub(crate) samples: Vec<Sample>,
+    }
+    /// `prometheus.Label`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Label {
+        #[prost(string, tag = "1")]
+        pub(crate) name: String,
+        #[prost(string, tag = "2")]
+        pub(crate) value: String,
+    }
+    /// `prometheus.Sample`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Sample {
+        #[prost(double, tag = "1")]
+        pub(crate) value: f64,
+        #[prost(int64, tag = "2")]
+        pub(crate) timestamp: i64,
+    }
+}
+
+/// One remote-write body of points `first..first + len`, Snappy-compressed.
+fn remote_write_body(first: usize, len: usize, names: usize) -> anyhow::Result<Vec<u8>> {
+    use prost::Message as _;
+    let label = |name: &str, value: String| prw::Label {
+        name: name.into(),
+        value,
+    };
+    let timeseries = (first..first + len)
+        .map(|i| {
+            let (name, secs) = point(i, names);
+            prw::TimeSeries {
+                labels: vec![
+                    label("__name__", format!("m{name}")),
+                    label("host", "bench".into()),
+                ],
+                samples: vec![prw::Sample {
+                    value: (i % 1000) as f64 / 10.0,
+                    timestamp: secs * 1000,
+                }],
+            }
+        })
+        .collect();
+    let protobuf = prw::WriteRequest { timeseries }.encode_to_vec();
+    Ok(snap::raw::Encoder::new().compress_vec(&protobuf)?)
 }
 
 #[derive(Debug, clap::Args)]
@@ -193,6 +256,8 @@ fn body(target: Target, first: usize, len: usize, names: usize, hosts: usize) ->
                 "m{name},host={host} value={value} {}\n",
                 secs * 1_000_000_000
             )),
+            // Built as bytes by `remote_write_body`.
+            Target::RemoteWrite => {}
         }
     }
     if target == Target::Json {
@@ -213,7 +278,9 @@ async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
         Target::Json => ("/v1/metrics", "application/json"),
         Target::Victoria => ("/api/v1/import", "application/json"),
         Target::Influx => ("/write?db=bench", "text/plain"),
+        Target::RemoteWrite => ("/api/v1/write", "application/x-protobuf"),
     };
+    let remote_write = args.target == Target::RemoteWrite;
     let url = format!("{}{path}", args.url.trim_end_matches('/'));
     let batch = args.batch.max(1);
     let mut bodies = Vec::new();
@@ -221,17 +288,21 @@ async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
     let mut start = 0;
     while start < args.total {
         let len = batch.min(args.total - start);
-        let text = body(
-            args.target,
-            args.first + start,
-            len,
-            args.names.max(1),
-            args.hosts,
-        );
-        let bytes = if args.gzip {
-            gzip(&text)?
+        let bytes = if remote_write {
+            remote_write_body(args.first + start, len, args.names.max(1))?
         } else {
-            text.into_bytes()
+            let text = body(
+                args.target,
+                args.first + start,
+                len,
+                args.names.max(1),
+                args.hosts,
+            );
+            if args.gzip {
+                gzip(&text)?
+            } else {
+                text.into_bytes()
+            }
         };
         wire_bytes += bytes.len();
         bodies.push((len, bytes));
@@ -259,7 +330,11 @@ async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
                     .post(&url)
                     .header("content-type", content_type)
                     .body(bytes);
-                if gzip {
+                if remote_write {
+                    request = request
+                        .header("content-encoding", "snappy")
+                        .header("x-prometheus-remote-write-version", "0.1.0");
+                } else if gzip {
                     request = request.header("content-encoding", "gzip");
                 }
                 let response = request.send().await.context("POST")?;

@@ -51,6 +51,11 @@ impl Hub {
         }
     }
 
+    /// How many subscribers there are now.
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     /// A new subscriber that receives every metric published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
         self.tx.subscribe()

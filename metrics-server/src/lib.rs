@@ -14,6 +14,7 @@
 //! | `api` | the HTTP routes (poem-openapi), reading requests off the wire, the one JSON error |
 //! | [`ingest`] | the write path: parsing posted metrics (`ingest::parse`), group commit, hand-off to the hub |
 //! | [`selection`] | which metrics a read means: names, range, tag matchers; paging cursors |
+//! | [`monitor`] | self-monitoring: the server's own metrics for `GET /metrics` |
 //! | [`hub`] | fan-out of committed metrics to live subscribers, and its lag policy |
 //! | [`store`] | the [`store::MetricStore`] trait and its SQL implementation |
 //! | [`telemetry`] | logging to stderr and a file |
@@ -39,6 +40,7 @@ pub mod auth;
 pub mod config;
 pub mod hub;
 pub mod ingest;
+pub mod monitor;
 pub mod selection;
 pub mod store;
 pub mod telemetry;
@@ -81,6 +83,8 @@ pub struct AppState {
     tokens: Option<store::TokenStore>,
     /// The live sockets' cap, Origin check and write timeout.
     live: api::LiveSockets,
+    /// The server's own metrics (`GET /metrics`).
+    monitor: Arc<monitor::Monitor>,
 }
 
 /// A running server's parts: the shared state and the writer task behind it.
@@ -115,7 +119,13 @@ impl Server {
     /// It has no token store: with `--auth on` only the configured admin token is accepted.
     pub fn with_store(store: Arc<dyn MetricStore>, config: &Config) -> Server {
         let hub = Hub::new(config.subscriber_buffer);
-        let (ingest, writer) = Ingest::start(store.clone(), hub.clone(), config.max_commit);
+        let monitor = Arc::new(monitor::Monitor::new());
+        let (ingest, writer) = Ingest::start(
+            store.clone(),
+            hub.clone(),
+            config.max_commit,
+            monitor.clone(),
+        );
         Server {
             state: AppState {
                 store,
@@ -127,6 +137,7 @@ impl Server {
                 auth: auth::Auth::without_store(config),
                 tokens: None,
                 live: api::LiveSockets::new(config),
+                monitor,
             },
             writer,
             shutdown_timeout: config.shutdown_timeout,

@@ -115,29 +115,7 @@ impl<'a> ApiExtractor<'a> for MetricsBody {
             },
         };
         let limit = request.data::<BodyLimit>().map_or(usize::MAX, |l| l.0);
-        // A declared length over the limit is refused before a byte of the body is read.
-        if declared_length(request).is_some_and(|length| length > limit as u64) {
-            return Err(too_large(limit).into());
-        }
-        let bytes = body
-            .take()?
-            .into_bytes_limit(limit)
-            .await
-            .map_err(|err| match err {
-                ReadBodyError::PayloadTooLarge => too_large(limit),
-                // The transport's --body-timeout.
-                ReadBodyError::Io(err) if err.kind() == std::io::ErrorKind::TimedOut => {
-                    ApiError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        ErrorCode::RequestTimeout,
-                        format!("{err}; send the body faster or in smaller batches"),
-                    )
-                }
-                other => ApiError::bad_request(
-                    ErrorCode::BadRequest,
-                    format!("could not read the request body: {other}"),
-                ),
-            })?;
+        let bytes = read_limited(request, body.take()?, limit).await?;
         let metrics = if gzip {
             // Decompressing and parsing a large batch takes milliseconds: off the async threads.
             tokio::task::spawn_blocking(move || {
@@ -150,6 +128,33 @@ impl<'a> ApiExtractor<'a> for MetricsBody {
         };
         Ok(MetricsBody(metrics))
     }
+}
+
+/// Reads a request's body, refusing one over `limit` bytes (413) before reading it when its
+/// declared length says so, and otherwise after at most `limit` bytes; a body sent too slowly is
+/// a 408. Also what the other protocols' routes (`api/protocols`) read bodies with.
+pub(super) async fn read_limited(
+    request: &Request,
+    body: poem::Body,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
+    // A declared length over the limit is refused before a byte of the body is read.
+    if declared_length(request).is_some_and(|length| length > limit as u64) {
+        return Err(too_large(limit));
+    }
+    body.into_bytes_limit(limit).await.map_err(|err| match err {
+        ReadBodyError::PayloadTooLarge => too_large(limit),
+        // The transport's --body-timeout.
+        ReadBodyError::Io(err) if err.kind() == std::io::ErrorKind::TimedOut => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::RequestTimeout,
+            format!("{err}; send the body faster or in smaller batches"),
+        ),
+        other => ApiError::bad_request(
+            ErrorCode::BadRequest,
+            format!("could not read the request body: {other}"),
+        ),
+    })
 }
 
 /// The media type of newline-delimited JSON: one metric object per line.
@@ -194,7 +199,7 @@ fn declared_length(request: &Request) -> Option<u64> {
         .ok()
 }
 
-fn too_large(limit: usize) -> ApiError {
+pub(super) fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::PayloadTooLarge,
@@ -205,7 +210,7 @@ fn too_large(limit: usize) -> ApiError {
 }
 
 /// Decompresses a gzip body, reading at most `limit` bytes of output: one more is a 413.
-fn gunzip(compressed: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+pub(super) fn gunzip(compressed: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut plain = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
     MultiGzDecoder::new(compressed)
         .take(limit as u64 + 1)

@@ -77,6 +77,11 @@ impl ApiError {
         self.status
     }
 
+    /// The message for the client.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// The machine-readable code.
     pub fn code(&self) -> ErrorCode {
         self.code

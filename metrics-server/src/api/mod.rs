@@ -8,6 +8,7 @@
 //! | `ws.rs` | `GET /v1/ws` |
 //! | `stream.rs` | `GET /v1/stream` (resumable), `GET /v1/limits`; idempotent POSTs |
 //! | `health.rs` | `GET /healthz`, `GET /` |
+//! | (here) | `GET /metrics`: the server's own metrics in the Prometheus text format (`crate::monitor`; not in the spec) |
 //! | `tokens.rs` | `POST/GET /v1/tokens`, `DELETE /v1/tokens/{id}`: the admin API |
 //! | `assets.rs` | `GET /assets/{file}`: the live page's scripts and styles (not in the spec) |
 //! | `socket.rs` | what both WebSocket routes share: Origin check, cap, writes with a deadline |
@@ -18,6 +19,7 @@
 //! | `security.rs` | the spec's `bearer` security scheme, from `crate::auth::policy` |
 //! | `error.rs` | [`ApiError`], the one JSON error of every route |
 //! | `allow.rs` | the `Allow` header of every 405, from the spec's operations |
+//! | `protocols/` | other protocols' writes (not in the spec): InfluxDB line protocol, Prometheus remote write, OTLP/HTTP |
 
 mod allow;
 mod answer;
@@ -30,6 +32,7 @@ mod metrics;
 mod names;
 mod param_types;
 mod params;
+mod protocols;
 mod query;
 mod schema;
 mod security;
@@ -116,6 +119,19 @@ pub(crate) fn spec_json(state: AppState) -> String {
 pub(crate) fn routes(state: AppState) -> impl Endpoint {
     let body_limit = BodyLimit(state.body_limit);
     let auth = state.auth.clone();
+    let state_for_protocols = state.clone();
+    let otlp_state = state.clone();
+    let monitor = state.monitor.clone();
+    let scraped = state.clone();
+    // GET /metrics: the server's own metrics for Prometheus (crate::monitor).
+    let self_metrics = poem::get(poem::endpoint::make_sync(move |_| {
+        let text = scraped
+            .monitor
+            .scrape(scraped.ingest.queued(), scraped.hub.subscribers());
+        poem::Response::builder()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(text)
+    }));
     let api = openapi(state);
     // The spec with its security scheme, served and embedded in Swagger UI (whose "Authorize"
     // then takes a token).
@@ -137,13 +153,32 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint {
                 let methods = path.operations.iter().map(|op| op.method.clone()).collect();
                 (path.path, methods)
             })
-            .chain([("/assets/:file".to_owned(), vec![Method::GET])]),
+            .chain([
+                ("/assets/:file".to_owned(), vec![Method::GET]),
+                ("/metrics".to_owned(), vec![Method::GET]),
+            ])
+            .chain(protocols::methods()),
     ));
-    Route::new()
+    let routes = Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .at("/assets/:file", poem::get(assets::asset))
+        .at("/metrics", self_metrics);
+    protocols::mount(routes, &state_for_protocols)
         .nest("/", api)
+        .around(move |ep, req| {
+            // OTLP exporters pointed at the server's root post protobuf to /v1/metrics.
+            let state = otlp_state.clone();
+            async move {
+                if req.method() == Method::POST
+                    && req.uri().path() == "/v1/metrics"
+                    && protocols::is_otlp_protobuf(&req)
+                {
+                    return protocols::otlp_on_v1(&state, req).await;
+                }
+                ep.call(req).await.map(IntoResponse::into_response)
+            }
+        })
         .data(body_limit)
         .around(move |ep, mut req| {
             let auth = auth.clone();
@@ -166,6 +201,22 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint {
                         response.headers_mut().insert(header::ALLOW, allow.clone());
                     }
                 }
+                Ok(response)
+            }
+        })
+        .around(move |ep, req| {
+            let monitor = monitor.clone();
+            async move {
+                let started = std::time::Instant::now();
+                let route = crate::monitor::route_of(req.uri().path());
+                let method = req.method().clone();
+                let response = ep.call(req).await?.into_response();
+                monitor.request(
+                    route,
+                    method.as_str(),
+                    response.status().as_u16(),
+                    started.elapsed(),
+                );
                 Ok(response)
             }
         })

@@ -38,6 +38,16 @@ pub(super) fn credential(req: &Request) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// InfluxDB 1's `?p=<password>` on its write route: the token, for agents that send it there.
+pub(super) fn influx_password(req: &Request) -> Option<String> {
+    if req.uri().path() != "/write" {
+        return None;
+    }
+    form_urlencoded::parse(req.uri().query()?.as_bytes())
+        .find(|(key, value)| key == "p" && !value.is_empty())
+        .map(|(_, value)| value.into_owned())
+}
+
 /// Takes `access_token` out of the request's query (so that no handler sees it and no log line
 /// of a URI can hold it); returns its value.
 pub(super) fn strip_access_token(req: &mut Request) -> Option<String> {

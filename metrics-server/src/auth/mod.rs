@@ -9,8 +9,8 @@
 //!
 //! The token is read from, in order: `Authorization: Bearer <t>`, `Authorization: Token <t>`
 //! (InfluxDB's agents), `Authorization: Basic` with the token as password (any user name), a
-//! `Sec-WebSocket-Protocol` value `bearer.<t>` (what a browser can send on a WebSocket), and, on
-//! the WebSocket routes only, `?access_token=<t>`. The query parameter is removed from the request
+//! `Sec-WebSocket-Protocol` value `bearer.<t>` (what a browser can send on a WebSocket), on
+//! InfluxDB 1's `POST /write` its `?p=<t>`, and, on the WebSocket routes only, `?access_token=<t>`. The query parameter is removed from the request
 //! before it reaches the handler. Tokens are kept as SHA-256 hashes and looked up by hash.
 //!
 //! | file | job |
@@ -40,7 +40,7 @@ pub use self::{
     token::{Secret, TOKEN_PREFIX},
 };
 use self::{
-    credentials::{credential, strip_access_token},
+    credentials::{credential, influx_password, strip_access_token},
     policy::{confine, is_websocket_route},
     token::bootstrap_token,
 };
@@ -184,7 +184,7 @@ impl Auth {
             return Ok(());
         }
         let token =
-            match credential(req) {
+            match credential(req).or_else(|| influx_password(req)) {
                 Some(token) => token,
                 None if websocket => match from_query {
                     Some(token) => token,

@@ -13,9 +13,16 @@
 //! What the writer stores was validated before: `parse` turns a posted body into metrics (JSON or
 //! NDJSON framing, each metric's fields), or says what is wrong with it.
 
+pub(crate) mod line;
+pub(crate) mod otlp;
 pub(crate) mod parse;
+pub(crate) mod points;
+pub(crate) mod remote_write;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio::{
     sync::{mpsc, oneshot},
@@ -24,6 +31,7 @@ use tokio::{
 
 use crate::{
     hub::{Committed, Hub},
+    monitor::Monitor,
     store::{MetricStore, NewMetric, OnceOutcome, StoreError},
 };
 
@@ -63,10 +71,16 @@ impl Ingest {
         store: Arc<dyn MetricStore>,
         hub: Hub,
         max_batch: usize,
+        monitor: Arc<Monitor>,
     ) -> (Ingest, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let writer = tokio::spawn(run_writer(store, hub, rx, max_batch.max(1)));
+        let writer = tokio::spawn(run_writer(store, hub, rx, max_batch.max(1), monitor));
         (Ingest { tx }, writer)
+    }
+
+    /// How many write requests wait for the writer now.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// Stores `metrics` atomically; `Ok` carries their ids once the transaction is committed.
@@ -107,21 +121,31 @@ impl Ingest {
 }
 
 /// Commits each keyed request alone, in the writer, so ids stay in commit order.
-async fn write_keyed(store: &Arc<dyn MetricStore>, hub: &Hub, keyed: Vec<WriteRequest>) {
+async fn write_keyed(
+    store: &Arc<dyn MetricStore>,
+    hub: &Hub,
+    keyed: Vec<WriteRequest>,
+    monitor: &Monitor,
+) {
     for request in keyed {
         let Some((key, window)) = request.key.as_ref() else {
             continue;
         };
         let window = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
         let rows: Vec<&NewMetric> = request.metrics.iter().collect();
+        let started = Instant::now();
         let outcome = store.insert_once(key, window, &rows).await;
         drop(rows);
         match outcome {
-            Ok(OnceOutcome::Stored(ids)) => finish(hub, vec![request], ids),
+            Ok(OnceOutcome::Stored(ids)) => {
+                monitor.committed(ids.len(), started.elapsed());
+                finish(hub, vec![request], ids)
+            }
             Ok(repeated) => {
                 let _ = request.done.send(Ok(repeated));
             }
             Err(err) => {
+                monitor.commit_failed();
                 let _ = request.done.send(Err(err.into()));
             }
         }
@@ -133,6 +157,7 @@ async fn run_writer(
     hub: Hub,
     mut rx: mpsc::Receiver<WriteRequest>,
     max_batch: usize,
+    monitor: Arc<Monitor>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut count = 0;
@@ -150,27 +175,33 @@ async fn run_writer(
                 next = rx.try_recv().ok();
             }
         }
-        write_keyed(&store, &hub, keyed).await;
+        write_keyed(&store, &hub, keyed, &monitor).await;
         if group.is_empty() {
             continue;
         }
         let rows: Vec<&NewMetric> = group.iter().flat_map(|r| &r.metrics).collect();
+        let started = Instant::now();
         match store.insert(&rows).await {
             Ok(ids) => {
                 drop(rows);
+                monitor.committed(ids.len(), started.elapsed());
                 finish(&hub, group, ids);
             }
             Err(err @ StoreError::Database(_)) if group.len() > 1 => {
                 drop(rows);
                 tracing::warn!(error = %err, requests = group.len(), "group commit failed; retrying each request alone");
+                monitor.commit_failed();
                 for request in group {
                     let rows: Vec<&NewMetric> = request.metrics.iter().collect();
+                    let started = Instant::now();
                     match store.insert(&rows).await {
                         Ok(ids) => {
                             drop(rows);
+                            monitor.committed(ids.len(), started.elapsed());
                             finish(&hub, vec![request], ids);
                         }
                         Err(err) => {
+                            monitor.commit_failed();
                             drop(rows);
                             let _ = request.done.send(Err(err.into()));
                         }
@@ -179,6 +210,7 @@ async fn run_writer(
             }
             Err(err) => {
                 drop(rows);
+                monitor.commit_failed();
                 if group.len() > 1 {
                     tracing::warn!(error = %err, requests = group.len(), "group commit failed");
                 }

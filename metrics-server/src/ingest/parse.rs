@@ -36,7 +36,7 @@ pub(crate) struct ParseError {
 }
 
 impl ParseError {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ParseError {
             code,
             message: message.into(),
