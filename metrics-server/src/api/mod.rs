@@ -19,6 +19,7 @@
 //! | `error.rs` | [`ApiError`], the one JSON error of every route |
 //! | `allow.rs` | the `Allow` header of every 405, from the spec's operations |
 
+mod aggregate;
 mod allow;
 mod answer;
 mod assets;

@@ -59,6 +59,7 @@ macro_rules! declared_param {
         }
     };
 }
+pub(crate) use declared_param;
 
 /// The ISO-8601 forms [`metrics_types::Timestamp::parse`] reads.
 const ISO: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?( ?([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)| [0-9]{2}(:?[0-9]{2})?)?)?$";
