@@ -227,9 +227,7 @@ pub fn suggested_step(span_micros: i64) -> String {
         (604_800, "7d"),
     ];
     // A span of s seconds needs at most ⌊s/step⌋ + 2 buckets on any grid.
-    let fits = |step_secs: i64| {
-        (span_micros / (step_secs * 1_000_000)) as u64 + 2 <= MAX_BUCKETS
-    };
+    let fits = |step_secs: i64| (span_micros / (step_secs * 1_000_000)) as u64 + 2 <= MAX_BUCKETS;
     for (secs, text) in STEPS {
         if fits(secs) {
             return text.to_owned();
@@ -378,7 +376,9 @@ fn fill_column(column: &mut [Option<f64>], empty: &[bool], starts: &[i64], fill:
                     continue;
                 }
                 // A run of empty buckets: between `before` and the next bucket with a value.
-                let run_end = (i..column.len()).find(|&j| !empty[j]).unwrap_or(column.len());
+                let run_end = (i..column.len())
+                    .find(|&j| !empty[j])
+                    .unwrap_or(column.len());
                 let after = column
                     .get(run_end)
                     .copied()
@@ -420,7 +420,17 @@ mod tests {
             assert_eq!(function.label(), name);
         }
         for bad in [
-            "", "p", "p101", "p-1", "p1e2", "p99.", "p.5", "p99.12345", "median", "P99", "p1000",
+            "",
+            "p",
+            "p101",
+            "p-1",
+            "p1e2",
+            "p99.",
+            "p.5",
+            "p99.12345",
+            "median",
+            "P99",
+            "p1000",
         ] {
             assert_eq!(Function::parse(bad), None, "{bad}");
         }
@@ -466,7 +476,10 @@ mod tests {
         assert_eq!(shifted.bucket_of(15_000_000), 15_000_000);
         assert_eq!(shifted.bucket_of(-45_000_001), -105_000_000);
         let negative = aggregation(60_000_000, -45_000_000, Fill::None);
-        assert_eq!(negative.bucket_of(14_999_999), shifted.bucket_of(14_999_999));
+        assert_eq!(
+            negative.bucket_of(14_999_999),
+            shifted.bucket_of(14_999_999)
+        );
         assert_eq!(a.buckets_between(0, 60_000_000), 2);
         assert_eq!(a.buckets_between(-1, 0), 2);
         assert_eq!(a.buckets_between(5, 4), 0);
@@ -512,18 +525,45 @@ mod tests {
         assert_eq!(null.columns[0], counts);
         assert_eq!(
             null.columns[1],
-            [None, Some(1.0), None, None, Some(4.0), Some(8.0), None, None]
+            [
+                None,
+                Some(1.0),
+                None,
+                None,
+                Some(4.0),
+                Some(8.0),
+                None,
+                None
+            ]
         );
         let prev = filled(Fill::Prev);
         assert_eq!(prev.columns[0], counts);
         assert_eq!(
             prev.columns[1],
-            [None, Some(1.0), Some(1.0), Some(1.0), Some(4.0), Some(8.0), Some(8.0), Some(8.0)]
+            [
+                None,
+                Some(1.0),
+                Some(1.0),
+                Some(1.0),
+                Some(4.0),
+                Some(8.0),
+                Some(8.0),
+                Some(8.0)
+            ]
         );
         let linear = filled(Fill::Linear);
         assert_eq!(
             linear.columns[1],
-            [None, Some(1.0), Some(2.0), Some(3.0), Some(4.0), Some(8.0), None, None]
+            [
+                None,
+                Some(1.0),
+                Some(2.0),
+                Some(3.0),
+                Some(4.0),
+                Some(8.0),
+                None,
+                None
+            ]
         );
         let value = filled(Fill::Value(-1.5));
         assert_eq!(

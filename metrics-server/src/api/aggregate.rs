@@ -96,14 +96,12 @@ pub(crate) fn aggregation(params: &Params) -> Result<Aggregation, ApiError> {
              narrow the answer with sts/ets or a larger step"
         )));
     }
-    let step_secs = duration_secs(step_text)
-        .filter(|s| *s > 0)
-        .ok_or_else(|| {
-            invalid(format!(
-                "query parameter `step`: {step_text:?} is not a bucket width; expected whole \
+    let step_secs = duration_secs(step_text).filter(|s| *s > 0).ok_or_else(|| {
+        invalid(format!(
+            "query parameter `step`: {step_text:?} is not a bucket width; expected whole \
                  seconds (`60`) or a number with a unit s, m, h, d or w (`10s`, `5m`, `1h`, `1d`)"
-            ))
-        })?;
+        ))
+    })?;
     let offset_secs = match params.one("offset")? {
         None => 0,
         Some(text) => {
@@ -131,11 +129,7 @@ pub(crate) fn aggregation(params: &Params) -> Result<Aggregation, ApiError> {
     } else {
         agg_texts
     };
-    for text in agg_texts
-        .iter()
-        .flat_map(|t| t.split(','))
-        .map(str::trim)
-    {
+    for text in agg_texts.iter().flat_map(|t| t.split(',')).map(str::trim) {
         let function = Function::parse(text).ok_or_else(|| {
             invalid(format!(
                 "query parameter `agg`: {text:?} is not a function; expected a comma-separated \

@@ -164,9 +164,8 @@ fn rows(filter: &Filter, aggregation: &Aggregation) -> SelectStatement {
             );
     }
     // Integers the server computed, never client text.
-    let bucket = format!(
-        r#""metrics"."ts" - (("metrics"."ts" - {offset}) % {step} + {step}) % {step}"#
-    );
+    let bucket =
+        format!(r#""metrics"."ts" - (("metrics"."ts" - {offset}) % {step} + {step}) % {step}"#);
     select
         .expr_as(Expr::cust(bucket), Alias::new("bucket"))
         .expr_as(Expr::col((Metrics::Table, Metrics::Ts)), Alias::new("ts"))
@@ -183,9 +182,7 @@ fn rows(filter: &Filter, aggregation: &Aggregation) -> SelectStatement {
 /// count(value)`, then per function one column (two for a percentile: the numbers at its low
 /// and high ranks).
 fn statement(db: &DatabaseConnection, filter: &Filter, aggregation: &Aggregation) -> Statement {
-    let built = db
-        .get_database_backend()
-        .build(&rows(filter, aggregation));
+    let built = db.get_database_backend().build(&rows(filter, aggregation));
     let groups: Vec<String> = std::iter::once("name".to_owned())
         .chain((0..aggregation.by.len()).map(|i| format!("g{i}")))
         .collect();
@@ -204,12 +201,12 @@ fn statement(db: &DatabaseConnection, filter: &Filter, aggregation: &Aggregation
             Function::Avg => columns.push("avg(value)".to_owned()),
             Function::Min => columns.push("min(value)".to_owned()),
             Function::Max => columns.push("max(value)".to_owned()),
-            Function::First => {
-                columns.push(format!("max(CASE WHEN {numeric} AND rf = 1 THEN value END)"))
-            }
-            Function::Last => {
-                columns.push(format!("max(CASE WHEN {numeric} AND rl = 1 THEN value END)"))
-            }
+            Function::First => columns.push(format!(
+                "max(CASE WHEN {numeric} AND rf = 1 THEN value END)"
+            )),
+            Function::Last => columns.push(format!(
+                "max(CASE WHEN {numeric} AND rl = 1 THEN value END)"
+            )),
             Function::Stddev => columns.push(format!(
                 "sum(CASE WHEN {numeric} THEN (value - mean) * (value - mean) END)"
             )),
@@ -302,13 +299,7 @@ fn finish(current: Current, aggregation: &Aggregation, grid: (i64, i64)) -> AggS
         .zip(current.keys)
         .filter_map(|(key, value)| value.map(|v| (key.clone(), v)))
         .collect();
-    AggSeries::filled(
-        current.name,
-        tags,
-        current.buckets,
-        aggregation,
-        Some(grid),
-    )
+    AggSeries::filled(current.name, tags, current.buckets, aggregation, Some(grid))
 }
 
 /// One result row: the series key and the bucket.

@@ -188,4 +188,6 @@ pub trait MetricStore: Send + Sync + 'static {
 }
 
 #[cfg(test)]
+mod aggregate_tests;
+#[cfg(test)]
 mod tests;
