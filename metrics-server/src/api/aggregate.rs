@@ -310,8 +310,14 @@ fn seconds(micros: i64) -> i64 {
     micros.div_euclid(1_000_000)
 }
 
-fn number(value: Option<f64>) -> serde_json::Value {
-    value.map_or(serde_json::Value::Null, |v| json!(v))
+/// A number as JSON text: whole numbers without a fraction (`3`, not `3.0`), `null` for none
+/// (and for the infinities an overflowing sum may give, which JSON cannot hold).
+fn number(value: Option<f64>) -> String {
+    match value {
+        Some(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => format!("{}", v as i64),
+        Some(v) if v.is_finite() => json!(v).to_string(),
+        _ => "null".to_owned(),
+    }
 }
 
 fn json_series(out: &mut String, series: &AggSeries, labels: &[String]) {
@@ -324,9 +330,14 @@ fn json_series(out: &mut String, series: &AggSeries, labels: &[String]) {
     let ts: Vec<i64> = series.starts_micros.iter().map(|&t| seconds(t)).collect();
     out.push_str(&json!(ts).to_string());
     for (label, column) in labels.iter().zip(&series.columns) {
-        out.push_str(&format!(",\"{label}\":"));
-        let values: Vec<serde_json::Value> = column.iter().map(|v| number(*v)).collect();
-        out.push_str(&serde_json::Value::Array(values).to_string());
+        out.push_str(&format!(",\"{label}\":["));
+        for (i, value) in column.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&number(*value));
+        }
+        out.push(']');
     }
     out.push('}');
 }
@@ -336,19 +347,21 @@ fn json_series(out: &mut String, series: &AggSeries, labels: &[String]) {
 fn ndjson_series(series: &AggSeries, labels: &[String]) -> String {
     let mut out = String::new();
     let non_numeric = &series.bucket_non_numeric;
+    let head = format!(
+        "{{\"name\":{},\"tags\":{}",
+        json!(series.name),
+        json!(series.tags)
+    );
     for (i, start) in series.starts_micros.iter().enumerate() {
-        let mut row = serde_json::Map::new();
-        row.insert("name".into(), json!(series.name));
-        row.insert("tags".into(), json!(series.tags));
-        row.insert("ts".into(), json!(seconds(*start)));
+        out.push_str(&head);
+        out.push_str(&format!(",\"ts\":{}", seconds(*start)));
         for (label, column) in labels.iter().zip(&series.columns) {
-            row.insert(label.clone(), number(column[i]));
+            out.push_str(&format!(",\"{label}\":{}", number(column[i])));
         }
         if non_numeric[i] > 0 {
-            row.insert("non_numeric".into(), json!(non_numeric[i]));
+            out.push_str(&format!(",\"non_numeric\":{}", non_numeric[i]));
         }
-        out.push_str(&serde_json::Value::Object(row).to_string());
-        out.push('\n');
+        out.push_str("}\n");
     }
     out
 }
@@ -367,8 +380,8 @@ fn csv_series(series: &AggSeries, by: &[String], labels: &[String]) -> String {
         }
         for column in series.columns.iter().take(labels.len()) {
             out.push(',');
-            if let Some(v) = column[i] {
-                out.push_str(&json!(v).to_string());
+            if column[i].is_some_and(f64::is_finite) {
+                out.push_str(&number(column[i]));
             }
         }
         out.push_str(&format!(",{}\r\n", non_numeric[i]));
