@@ -400,6 +400,82 @@ fn csv_field(out: &mut String, text: &str) {
     }
 }
 
+fn inline(schema: MetaSchema) -> MetaSchemaRef {
+    MetaSchemaRef::Inline(Box::new(schema))
+}
+
+fn integer() -> MetaSchemaRef {
+    let mut s = MetaSchema::new("integer");
+    s.format = Some("int64");
+    inline(s)
+}
+
+/// The schema of the columnar JSON answer (`step` given).
+fn aggregate_schema() -> MetaSchemaRef {
+    let mut number = MetaSchema::new("number");
+    number.nullable = true;
+    let mut column = MetaSchema::new("array");
+    column.items = Some(Box::new(inline(number)));
+    column.description = Some(
+        "One column per function asked (`avg`, `p99`, ...), as long as `ts`; null where a \
+         bucket has no number or is filled with null.",
+    );
+    let mut tags = MetaSchema::new("object");
+    tags.additional_properties = Some(Box::new(inline(MetaSchema::new("string"))));
+    tags.description = Some("The texts of the `by` keys; a key the metrics lack is left out.");
+    let mut ts = MetaSchema::new("array");
+    ts.items = Some(Box::new(integer()));
+    ts.description = Some("The buckets' starts in Unix seconds, ascending.");
+    let mut non_numeric = MetaSchema::new("integer");
+    non_numeric.format = Some("int64");
+    non_numeric.minimum = Some(0.0);
+    non_numeric.description = Some(
+        "How many of the series' metrics have a value that is not a number: counted by \
+         `count`, skipped by every other function.",
+    );
+    let mut series = MetaSchema::new("object");
+    series.properties = vec![
+        ("name", inline(MetaSchema::new("string"))),
+        ("tags", inline(tags)),
+        ("non_numeric", inline(non_numeric)),
+        ("ts", inline(ts)),
+    ];
+    series.required = vec!["name", "tags", "non_numeric", "ts"];
+    series.additional_properties = Some(Box::new(inline(column)));
+    let mut series_list = MetaSchema::new("array");
+    series_list.items = Some(Box::new(inline(series)));
+    let mut fill = MetaSchema::new("");
+    fill.one_of = vec![
+        inline(MetaSchema::new("string")),
+        inline(MetaSchema::new("number")),
+    ];
+    let mut answer = MetaSchema::new("object");
+    answer.description = Some(
+        "With `step`: one series per name and values of the `by` keys, columnar (see the \
+         Aggregation section of docs/api.md).",
+    );
+    answer.properties = vec![
+        ("step", integer()),
+        ("offset", integer()),
+        ("fill", inline(fill)),
+        ("series", inline(series_list)),
+    ];
+    answer.required = vec!["step", "offset", "fill", "series"];
+    answer.example = Some(json!({
+        "step": 60, "offset": 0, "fill": "none",
+        "series": [{ "name": "cpu", "tags": { "host": "web-1" }, "non_numeric": 0,
+                     "ts": [1767225600, 1767225660], "avg": [0.41, 0.38], "p99": [0.9, 0.7] }]
+    }));
+    inline(answer)
+}
+
+/// The JSON answer of `GET /v1/metrics`: the array of metrics, or with `step` the aggregate.
+pub(crate) fn json_answer_schema(metrics: MetaSchemaRef) -> MetaSchemaRef {
+    let mut s = MetaSchema::new("");
+    s.one_of = vec![metrics, aggregate_schema()];
+    inline(s)
+}
+
 declared_param!(
     /// `step`: a bucket width.
     StepParam,

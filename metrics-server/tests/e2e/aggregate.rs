@@ -12,6 +12,7 @@ crate::on_both_backends!(
     ndjson_and_csv,
     offsets_fills_and_filters,
     bad_parameters_are_400s_naming_them,
+    the_spec_documents_aggregation,
 );
 
 /// 2026-01-01T00:00:00Z.
@@ -241,4 +242,30 @@ async fn bad_parameters_are_400s_naming_them(backend: Backend) {
     // Without sts/ets the metrics' own span counts: 2 min 5 s in seconds fits.
     let (status, answer) = server.get("/v1/metrics?step=1&agg=count").await;
     assert_eq!(status, 200, "{answer}");
+}
+
+async fn the_spec_documents_aggregation(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = TestServer::start(&db).await;
+    let (_, spec) = server.get("/openapi.json").await;
+    let get = &spec["paths"]["/v1/metrics"]["get"];
+    for name in ["step", "agg", "by", "offset", "fill"] {
+        let param = get["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is documented"));
+        assert_eq!(param["in"], "query");
+        assert_ne!(param["required"], true, "{name} is optional");
+        assert!(param["description"].as_str().unwrap().len() > 20, "{param}");
+    }
+    let json = &get["responses"]["200"]["content"]["application/json; charset=utf-8"]["schema"];
+    let alternatives = json["oneOf"].as_array().unwrap();
+    assert!(
+        alternatives
+            .iter()
+            .any(|s| s["properties"]["series"]["type"] == "array"),
+        "{json}"
+    );
 }
