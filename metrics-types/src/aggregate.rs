@@ -27,7 +27,7 @@ pub struct AggregateAnswer {
     /// The fill asked for: `"none"`, `"null"`, `"prev"`, `"linear"`, or the number.
     pub fill: serde_json::Value,
     /// One per name and values of the `by` keys, ordered by name, then by those values
-    /// (absent first).
+    /// (absent last).
     pub series: Vec<AggregateSeries>,
 }
 

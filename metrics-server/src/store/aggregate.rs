@@ -7,7 +7,7 @@
 //! the selection's conditions, `LEFT JOIN series_tags` once per `by` key, and the bucket start
 //! `ts - ((ts - offset) % step + step) % step` (integer arithmetic, a floor before the epoch too;
 //! both backends' `%` keeps the dividend's sign). The aggregate around it is a string, as in
-//! `query.rs`, because sea-query 0.32 builds neither the window clauses nor `NULLS FIRST` in
+//! `query.rs`, because sea-query 0.32 builds neither the window clauses nor `NULLS LAST` in
 //! `PARTITION`/`ORDER BY` of a CTE: when `first`, `last`, `stddev` or a percentile is asked, a
 //! window layer numbers each bucket's numbers by value and by `(ts, id)` and takes their count
 //! and mean (partitioned by bucket *and* by whether the value is a number, so non-numeric
@@ -46,7 +46,7 @@ pub enum Aggregated {
         /// The span of time they cover, in microseconds.
         span_micros: i64,
     },
-    /// The series, by name then by the `by` values (absent first), streamed.
+    /// The series, by name then by the `by` values (absent last), streamed.
     Series(BoxStream<'static, Result<AggSeries, StoreError>>),
 }
 
@@ -189,7 +189,7 @@ fn statement(db: &DatabaseConnection, filter: &Filter, aggregation: &Aggregation
     let group_list = groups.join(", ");
     let order_list: Vec<String> = groups
         .iter()
-        .map(|g| format!("{g} NULLS FIRST"))
+        .map(|g| format!("{g} NULLS LAST"))
         .chain(std::iter::once("bucket".to_owned()))
         .collect();
     let numeric = "value IS NOT NULL";
@@ -224,15 +224,32 @@ fn statement(db: &DatabaseConnection, filter: &Filter, aggregation: &Aggregation
         }
     }
     let source = if needs_windows(aggregation) {
+        // Only the windows the functions read: each ordering is a sort.
         let partition = format!("PARTITION BY {group_list}, bucket, value IS NULL");
+        let asked = |test: fn(&Function) -> bool| aggregation.functions.iter().any(test);
+        let mut windows = Vec::new();
+        if asked(|f| matches!(f, Function::Percentile(_))) {
+            windows.push(format!(
+                "row_number() OVER ({partition} ORDER BY value, id) AS rv"
+            ));
+            windows.push(format!("count(*) OVER ({partition}) AS nv"));
+        }
+        if asked(|f| *f == Function::First) {
+            windows.push(format!(
+                "row_number() OVER ({partition} ORDER BY ts, id) AS rf"
+            ));
+        }
+        if asked(|f| *f == Function::Last) {
+            windows.push(format!(
+                "row_number() OVER ({partition} ORDER BY ts DESC, id DESC) AS rl"
+            ));
+        }
+        if asked(|f| *f == Function::Stddev) {
+            windows.push(format!("avg(value) OVER ({partition}) AS mean"));
+        }
         format!(
-            "(SELECT picked.*, \
-             row_number() OVER ({partition} ORDER BY value, id) AS rv, \
-             row_number() OVER ({partition} ORDER BY ts, id) AS rf, \
-             row_number() OVER ({partition} ORDER BY ts DESC, id DESC) AS rl, \
-             count(*) OVER ({partition}) AS nv, \
-             avg(value) OVER ({partition}) AS mean \
-             FROM picked) AS numbered"
+            "(SELECT picked.*, {} FROM picked) AS numbered",
+            windows.join(", ")
         )
     } else {
         "picked".to_owned()

@@ -219,14 +219,14 @@ fn assert_matches(
         .iter()
         .map(|s| (s.name.clone(), s.tags.clone()))
         .collect();
-    // By name, then by the values of the `by` keys in their order, absent first.
+    // By name, then by the values of the `by` keys in their order, absent last.
     let mut want_keys: Vec<Key> = want.keys().cloned().collect();
     want_keys.sort_by_key(|(name, tags)| {
         (
             name.clone(),
             order
                 .iter()
-                .map(|k| tags.get(k).cloned())
+                .map(|k| (tags.get(k).is_none(), tags.get(k).cloned()))
                 .collect::<Vec<_>>(),
         )
     });

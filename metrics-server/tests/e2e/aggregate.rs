@@ -83,15 +83,15 @@ async fn columnar_json_by_host(backend: Backend) {
             { "name": "mem", "tags": {}, "non_numeric": 0, "ts": [T0], "avg": [100] },
         ])
     );
-    // by a key some metrics lack: those form the series without it, listed first.
+    // by a key some metrics lack: those form the series without it, listed after.
     let (_, answer) = server
         .get("/v1/metrics?name=cpu&step=1h&agg=count&by=dc&by=host")
         .await;
     assert_eq!(
         answer["series"],
         json!([
-            { "name": "cpu", "tags": { "host": "web-1" }, "non_numeric": 1, "ts": [T0], "count": [4] },
             { "name": "cpu", "tags": { "dc": "eu", "host": "web-2" }, "non_numeric": 1, "ts": [T0], "count": [3] },
+            { "name": "cpu", "tags": { "host": "web-1" }, "non_numeric": 1, "ts": [T0], "count": [4] },
         ])
     );
 }
