@@ -476,13 +476,14 @@ pub(crate) fn json_answer_schema(metrics: MetaSchemaRef) -> MetaSchemaRef {
     inline(s)
 }
 
+// The aggregation parameters carry no `example`: Swagger UI's "Try it out" fills in every
+// example, and a raw query's `limit`/`cursor`/`columns` examples do not go with `step`.
 declared_param!(
     /// `step`: a bucket width.
     StepParam,
     || {
         let mut s = MetaSchema::new("string");
         s.pattern = Some(r"^[0-9]{1,12}[smhdw]?$".to_owned());
-        s.example = Some(json!("1m"));
         MetaSchemaRef::Inline(Box::new(s))
     }
 );
@@ -494,7 +495,6 @@ declared_param!(
         let function = r"(count|sum|avg|min|max|first|last|stddev|p[0-9]{1,3}(\.[0-9]{1,4})?)";
         let mut s = MetaSchema::new("string");
         s.pattern = Some(format!("^{function}(,{function})*$"));
-        s.example = Some(json!("avg,max,p99"));
         MetaSchemaRef::Inline(Box::new(s))
     }
 );
@@ -504,7 +504,6 @@ declared_param!(
     ByParam,
     || {
         let mut s = MetaSchema::new("string");
-        s.example = Some(json!("host"));
         MetaSchemaRef::Inline(Box::new(s))
     }
 );
@@ -515,7 +514,6 @@ declared_param!(
     || {
         let mut s = MetaSchema::new("string");
         s.pattern = Some(r"^-?[0-9]{1,12}[smhdw]?$".to_owned());
-        s.example = Some(json!("-1h"));
         MetaSchemaRef::Inline(Box::new(s))
     }
 );
@@ -533,7 +531,6 @@ declared_param!(
             MetaSchemaRef::Inline(Box::new(named)),
             MetaSchemaRef::Inline(Box::new(number)),
         ];
-        s.example = Some(json!("null"));
         s.default = Some(json!("none"));
         MetaSchemaRef::Inline(Box::new(s))
     }

@@ -1,5 +1,5 @@
 //! Aggregation in the database: one statement groups the selected metrics by name, the values of
-//! the `by` keys (joined from the series catalog) and bucket, and computes every function; Rust
+//! the `by` keys (joined from the series catalog, where they are kept as JSON strings) and bucket, and computes every function; Rust
 //! only groups the result rows into series, interpolates percentiles between the two ranks the
 //! database found, and fills empty buckets (see [`crate::aggregation`] for the rules).
 //!
@@ -25,8 +25,8 @@ use sea_orm::{
 use tokio::sync::mpsc;
 
 use super::{
-    filter::{Filter, Resolve},
-    schema::{Metrics, SeriesTags},
+    filter::Filter,
+    schema::{quote, Metrics, SeriesTags},
     StoreError,
 };
 use crate::{
@@ -72,10 +72,7 @@ pub(super) async fn aggregate(
     selection: &Selection,
     aggregation: &Aggregation,
 ) -> Result<Aggregated, StoreError> {
-    let filter = Filter::new(db, selection, true, Resolve::Ids).await?;
-    if filter.is_empty() {
-        return Ok(Aggregated::Series(futures::stream::empty().boxed()));
-    }
+    let filter = Filter::new(db, selection, true).await?;
     // The grid: from the bucket of `sts` (else of the first metric) to that of `ets` (else of
     // the last metric).
     let (first, last) = match (selection.start_micros, selection.end_micros) {
@@ -160,7 +157,7 @@ fn rows(filter: &Filter, aggregation: &Aggregation) -> SelectStatement {
                 tags.clone(),
                 Expr::col((tags.clone(), SeriesTags::SeriesId))
                     .equals((Metrics::Table, Metrics::SeriesId))
-                    .and(Expr::col((tags, SeriesTags::Key)).eq(key.as_str())),
+                    .and(Expr::col((tags, SeriesTags::Key)).eq(quote(key))),
             );
     }
     // Integers the server computed, never client text.
@@ -332,7 +329,9 @@ fn read_row(
     let name: String = row.try_get_by_index(next())?;
     let mut keys = Vec::with_capacity(aggregation.by.len());
     for _ in &aggregation.by {
-        keys.push(row.try_get_by_index::<Option<String>>(next())?);
+        // The catalog keeps texts as JSON strings (see `schema::quote`).
+        let quoted: Option<String> = row.try_get_by_index(next())?;
+        keys.push(quoted.map(|q| serde_json::from_str::<String>(&q).unwrap_or(q)));
     }
     let start_micros: i64 = row.try_get_by_index(next())?;
     let count: i64 = row.try_get_by_index(next())?;

@@ -10,11 +10,7 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection,
 };
 
-use super::{
-    filter::{Filter, Resolve},
-    schema::Metrics,
-    RetentionRule, StoreError,
-};
+use super::{filter::Filter, schema::Metrics, RetentionRule, StoreError};
 use crate::selection::Selection;
 
 /// [`super::MetricStore::delete`].
@@ -22,7 +18,7 @@ pub(super) async fn delete(
     db: &DatabaseConnection,
     selection: &Selection,
 ) -> Result<u64, StoreError> {
-    let filter = Filter::new(db, selection, true, Resolve::Subquery).await?;
+    let filter = Filter::new(db, selection, true).await?;
     let delete = Query::delete()
         .from_table(Metrics::Table)
         .cond_where(filter.condition())

@@ -16,7 +16,7 @@ use sea_orm::{
 };
 
 use super::{
-    filter::{Filter, Resolve},
+    filter::Filter,
     schema::{backend_of, Metrics},
     Backend, Chunk, StoreError,
 };
@@ -51,10 +51,7 @@ pub(super) fn query(
             let (filter, after, remaining) = match state {
                 State::Done => return Ok(None),
                 State::Start(selection) => {
-                    let filter = Filter::new(&db, &selection, true, Resolve::Ids).await?;
-                    if filter.is_empty() {
-                        return Ok(None);
-                    }
+                    let filter = Filter::new(&db, &selection, true).await?;
                     (Box::new(filter), page.after, page.limit.unwrap_or(u64::MAX))
                 }
                 State::Paging {

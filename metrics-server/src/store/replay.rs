@@ -7,7 +7,7 @@ use sea_orm::{
 };
 
 use super::{
-    filter::{column, Filter, Resolve},
+    filter::{column, Filter},
     schema::Metrics,
     StoreError, StoredMetric,
 };
@@ -20,10 +20,7 @@ pub(super) async fn replay(
     after_id: i64,
     limit: u64,
 ) -> Result<Vec<StoredMetric>, StoreError> {
-    let filter = Filter::new(db, selection, true, Resolve::Ids).await?;
-    if filter.is_empty() {
-        return Ok(Vec::new());
-    }
+    let filter = Filter::new(db, selection, true).await?;
     let select = Query::select()
         .columns([
             (Metrics::Table, Metrics::Id),
