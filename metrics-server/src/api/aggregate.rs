@@ -502,10 +502,7 @@ declared_param!(
 declared_param!(
     /// `by`: comma-separated tag keys.
     ByParam,
-    || {
-        let mut s = MetaSchema::new("string");
-        MetaSchemaRef::Inline(Box::new(s))
-    }
+    || MetaSchemaRef::Inline(Box::new(MetaSchema::new("string")))
 );
 
 declared_param!(
