@@ -36,6 +36,7 @@
 //! # }
 //! ```
 
+pub mod aggregation;
 pub mod auth;
 pub mod config;
 pub mod hub;

@@ -10,6 +10,7 @@
 //! - [`MetricValue`] and [`validate_name`]: what a metric may hold;
 //! - [`PostMetricsResponse`], [`NameList`], [`TagKeys`], [`TagValues`], [`DeleteResponse`] and [`ErrorBody`] with its [`ErrorCode`]s: what the
 //!   server answers;
+//! - [`AggregateAnswer`] and [`AggregateSeries`]: the columnar answer of an aggregate query;
 //! - [`StreamFrame`] and [`Limits`]: the resumable stream's frames and the published limits.
 //!
 //! With the `openapi` feature the response types also derive their poem-openapi schemas, which is
@@ -27,6 +28,7 @@
 //! assert!(validate_name("").is_err());
 //! ```
 
+mod aggregate;
 mod error;
 mod metric;
 mod names;
@@ -34,6 +36,7 @@ mod stream;
 mod time_param;
 mod timestamp;
 
+pub use aggregate::{AggregateAnswer, AggregateSeries};
 pub use error::{ErrorBody, ErrorCode};
 pub use metric::{validate_name, MetricValue, NameError, PostMetricsResponse, MAX_NAME_BYTES};
 pub use names::{DeleteResponse, NameList, NameSummary, TagKeys, TagValues};

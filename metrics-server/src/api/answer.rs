@@ -231,10 +231,15 @@ impl ApiResponse for MetricsAnswer {
         csv.description = Some(
             "CSV (RFC 4180, CRLF line ends): a header row `name,ts,value` plus the `columns` \
              asked for, then one row per metric; strings as their content, other values as \
-             their JSON text, a missing key as an empty field.",
+             their JSON text, a missing key as an empty field. With `step`: \
+             `name,ts,<by keys>,<functions>,non_numeric`, one row per series and bucket.",
         );
         let mut ndjson = MetaSchema::new("string");
-        ndjson.description = Some("One metric object per line, as posted.");
+        ndjson.description = Some(
+            "One metric object per line, as posted; with `step`, one object per series and \
+             bucket: `name`, `tags`, `ts` (Unix seconds), a key per function, and \
+             `non_numeric` when the bucket had values that are not numbers.",
+        );
         let mut link = MetaSchema::new("string");
         link.example = Some(serde_json::json!(
             "</v1/metrics?name=cpu&limit=100&cursor=djE6MTcwMDAwMDAwMDAwMDAwMDo0Mg>; rel=\"next\""
@@ -248,7 +253,7 @@ impl ApiResponse for MetricsAnswer {
                 content: vec![
                     MetaMediaType {
                         content_type: Format::JSON,
-                        schema: schema::metric_array(),
+                        schema: super::aggregate::json_answer_schema(schema::metric_array()),
                     },
                     MetaMediaType {
                         content_type: Format::NDJSON,

@@ -12,6 +12,7 @@ use poem_openapi::{
 };
 
 use super::{
+    aggregate,
     answer::{self, Format, MetricsAnswer},
     body::MetricsBody,
     error::ApiError,
@@ -132,11 +133,38 @@ impl MetricsApi {
         /// Extra keys to add as CSV columns after `name,ts,value`, comma-separated, e.g.
         /// `host,region`. Implies `format=csv` (another `format` with it is a 400).
         columns: Query<Option<ColumnsParam>>,
+        /// Aggregate instead of listing: the bucket width, whole seconds (`60`) or a number
+        /// with a unit `s`, `m`, `h`, `d`, `w` (`10s`, `5m`, `1h`, `1d`). Buckets are
+        /// `[origin + k·step, origin + (k+1)·step)`, labelled by their start, `origin` the Unix
+        /// epoch plus `offset`. At most 11000 buckets per series over `sts`..`ets` (or the
+        /// selected metrics' span): more is a 400 naming a step that fits. See "Aggregation" in
+        /// docs/api.md.
+        step: Query<Option<aggregate::StepParam>>,
+        /// With `step`: the functions, comma-separated (default `avg`): `count` (every
+        /// metric), and over numeric values only `sum`, `avg`, `min`, `max`, `first`, `last`,
+        /// `stddev` (population) and percentiles `pNN` (`p50`, `p99`, `p99.9`; linear
+        /// interpolation between closest ranks, as PostgreSQL's `percentile_cont`).
+        agg: Query<Option<aggregate::AggParam>>,
+        /// With `step`: tag keys splitting the series besides the name, comma-separated or
+        /// repeated, e.g. `host,region`.
+        #[oai(default)]
+        by: Query<Vec<aggregate::ByParam>>,
+        /// With `step`: shifts the bucket grid from the epoch, e.g. `-5h` for buckets from
+        /// 19:00 UTC or `30s`; default 0.
+        offset: Query<Option<aggregate::OffsetParam>>,
+        /// With `step`: what empty buckets between `sts` and `ets` (or the first and last
+        /// bucket with metrics) become: `none` (left out, the default), `null`, `prev`,
+        /// `linear` or a number. `count` is 0 in them.
+        fill: Query<Option<aggregate::FillParam>>,
     ) -> Result<MetricsAnswer, ApiError> {
         let _ = (
-            name, sts, ets, matches, limit, order, cursor, format, columns,
+            name, sts, ets, matches, limit, order, cursor, format, columns, step, agg, by, offset,
+            fill,
         );
         let params = Params::read(req, &QUERY_PARAMS)?;
+        if aggregate::asked(&params) {
+            return aggregate::answer(&self.state, req, &params).await;
+        }
         let selection = params.selection()?;
         let page = page(&params)?;
         // `columns` asks for CSV: it chooses the format when `format` does not.
@@ -231,7 +259,9 @@ impl MetricsApi {
 }
 
 /// The parameters of `GET /v1/metrics` besides the selection's.
-const QUERY_PARAMS: [&str; 5] = ["limit", "order", "cursor", "format", "columns"];
+const QUERY_PARAMS: [&str; 10] = [
+    "limit", "order", "cursor", "format", "columns", "step", "agg", "by", "offset", "fill",
+];
 
 /// The largest `limit`.
 const MAX_LIMIT: u64 = 1_000_000;

@@ -21,6 +21,7 @@
 //! | `allow.rs` | the `Allow` header of every 405, from the spec's operations |
 //! | `protocols/` | other protocols' writes (not in the spec): InfluxDB line protocol, Prometheus remote write, OTLP/HTTP |
 
+mod aggregate;
 mod allow;
 mod answer;
 mod assets;

@@ -59,6 +59,7 @@ macro_rules! declared_param {
         }
     };
 }
+pub(crate) use declared_param;
 
 /// The ISO-8601 forms [`metrics_types::Timestamp::parse`] reads (years 0001 to 9999; whether
 /// the day exists in its month is left to the route).

@@ -436,6 +436,13 @@ mod tests {
         async fn delete(&self, _: &Selection) -> Result<u64, StoreError> {
             unreachable!("not used by the stream")
         }
+        async fn aggregate(
+            &self,
+            _: &Selection,
+            _: &crate::aggregation::Aggregation,
+        ) -> Result<crate::store::Aggregated, StoreError> {
+            unreachable!("not used by the stream")
+        }
         async fn delete_expired(
             &self,
             _: &crate::store::RetentionRule,

@@ -8,6 +8,7 @@
 //! from a URL with the settings each needs. [`StoreError`] says what a failure means for the
 //! client.
 
+mod aggregate;
 mod catalog;
 mod connect;
 mod delete;
@@ -25,8 +26,12 @@ mod write;
 
 use futures::stream::BoxStream;
 
-use crate::selection::{Cursor, Page, Selection, Tags};
+use crate::{
+    aggregation::Aggregation,
+    selection::{Cursor, Page, Selection, Tags},
+};
 
+pub use aggregate::Aggregated;
 pub use connect::{connect, Backend};
 pub use error::StoreError;
 pub use sql::SqlStore;
@@ -130,6 +135,17 @@ pub trait MetricStore: Send + Sync + 'static {
         separator: char,
     ) -> BoxStream<'static, Result<Chunk, StoreError>>;
 
+    /// The metrics `selection` selects aggregated as `aggregation` says (see
+    /// [`crate::aggregation`]), one series per name and values of its `by` keys, computed by the
+    /// database and streamed; [`Aggregated::TooManyBuckets`] when a series would have more than
+    /// [`crate::aggregation::MAX_BUCKETS`] buckets (the grid spans `sts` to `ets`, or the
+    /// selected metrics' first to last `ts` where those are not given).
+    async fn aggregate(
+        &self,
+        selection: &Selection,
+        aggregation: &Aggregation,
+    ) -> Result<Aggregated, StoreError>;
+
     /// Deletes every stored metric `selection` selects, in one transaction, and says how many.
     async fn delete(&self, selection: &Selection) -> Result<u64, StoreError>;
 
@@ -171,5 +187,7 @@ pub trait MetricStore: Send + Sync + 'static {
     ) -> Result<OnceOutcome, StoreError>;
 }
 
+#[cfg(test)]
+mod aggregate_tests;
 #[cfg(test)]
 mod tests;

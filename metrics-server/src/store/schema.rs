@@ -15,6 +15,7 @@ pub(super) enum Metrics {
     Ts,
     Doc,
     SeriesId,
+    Value,
 }
 
 /// The `series` table: one row per distinct (name, tag set), kept at ingest.

@@ -7,6 +7,7 @@ use futures::stream::BoxStream;
 use sea_orm::DatabaseConnection;
 
 use super::{
+    aggregate::{self, Aggregated},
     catalog, delete,
     disk::DiskGuard,
     query, replay,
@@ -16,7 +17,10 @@ use super::{
     Backend, Chunk, MetricStore, NameStats, NewMetric, OnceOutcome, RetentionRule, StoreError,
     StoredMetric,
 };
-use crate::selection::{Page, Selection};
+use crate::{
+    aggregation::Aggregation,
+    selection::{Page, Selection},
+};
 
 /// The metric store over a connection pool.
 #[derive(Clone)]
@@ -91,6 +95,14 @@ impl MetricStore for SqlStore {
         separator: char,
     ) -> BoxStream<'static, Result<Chunk, StoreError>> {
         query::query(self.db.clone(), selection, page, separator)
+    }
+
+    async fn aggregate(
+        &self,
+        selection: &Selection,
+        aggregation: &Aggregation,
+    ) -> Result<Aggregated, StoreError> {
+        aggregate::aggregate(&self.db, selection, aggregation).await
     }
 
     async fn delete(&self, selection: &Selection) -> Result<u64, StoreError> {

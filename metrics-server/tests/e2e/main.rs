@@ -17,6 +17,7 @@ mod common;
 /// `crate::on_both_backends!(...)` in every module: one test per backend.
 use metrics_test_support::on_both_backends;
 
+mod aggregate;
 mod bulk;
 mod catalog;
 mod delete;
