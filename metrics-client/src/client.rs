@@ -6,6 +6,7 @@ use metrics_types::{Limits, MetricValue, PostMetricsResponse, Timestamp};
 use reqwest::{header, RequestBuilder, Url};
 
 use crate::{
+    delete::DeleteBuilder,
     error::{api_error, Failure},
     query::QueryBuilder,
     recorder::RecorderBuilder,
@@ -320,6 +321,20 @@ impl Client {
         QueryBuilder::new(self.clone())
     }
 
+    /// A delete of stored metrics: see [`DeleteBuilder`]. `.await` it for the number deleted.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: metrics_client::Client) -> metrics_client::Result<()> {
+    /// let deleted = client.delete().name("cpu").tag("host", "web-9").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn delete(&self) -> DeleteBuilder {
+        DeleteBuilder::new(self.clone())
+    }
+
     /// A live subscription: see [`SubscribeBuilder`].
     ///
     /// # Examples
@@ -490,7 +505,12 @@ impl Client {
 
     /// A request to `path` (relative to the base URL) with the client's headers and timeout.
     pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
-        let mut request = self.untimed_request(method, path);
+        self.request_url(method, self.url(path))
+    }
+
+    /// Like [`request`](Self::request), to a URL built already (from [`url`](Self::url)).
+    pub(crate) fn request_url(&self, method: reqwest::Method, url: Url) -> RequestBuilder {
+        let mut request = self.untimed_request_url(method, url);
         if let Some(timeout) = self.inner.timeout {
             request = request.timeout(timeout);
         }
@@ -499,7 +519,10 @@ impl Client {
 
     /// Like [`request`](Self::request), without the timeout: for answers of unbounded length.
     pub(crate) fn untimed_request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
-        let url = self.url(path);
+        self.untimed_request_url(method, self.url(path))
+    }
+
+    fn untimed_request_url(&self, method: reqwest::Method, url: Url) -> RequestBuilder {
         let mut request = self
             .inner
             .http

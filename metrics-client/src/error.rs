@@ -65,6 +65,11 @@ pub enum Error {
         /// The recorder's `retry_for`.
         retry_for: Duration,
     },
+    /// [`facade::FacadeBuilder::install`](crate::facade::FacadeBuilder::install): the process
+    /// already has a global `metrics` recorder (there can be only one).
+    #[cfg(feature = "facade")]
+    #[error("a global `metrics` recorder is installed already")]
+    FacadeInstalled,
     /// A string is not a timestamp: from [`Timestamp::parse`](crate::Timestamp::parse), so
     /// that `?` works on it in a function returning [`Result`].
     #[error(transparent)]

@@ -1,4 +1,5 @@
-//! The typed async client of the metrics server: record, query and subscribe to metrics.
+//! The typed async client of the metrics server: record, query, delete and subscribe to
+//! metrics; with the `facade` feature, a recorder for the `metrics` crate's macros too.
 //!
 //! ```no_run
 //! use chrono::{TimeZone, Utc};
@@ -27,6 +28,17 @@
 //!     println!("{} {:?} at {}", metric.name, metric.value, metric.ts);
 //! }
 //!
+//! // Filter by extra keys (tags), newest first, a page at a time.
+//! let web_1 = client.query().name("cpu").tag("host", "web-1").descending().limit(10).await?;
+//! let eu = client.query().matching(r#"cpu{region=~"eu-.*"}"#).await?;
+//! let mut pages = client.query().name("cpu").limit(1000).pages();
+//! while let Some(page) = pages.try_next().await? {
+//!     println!("{} metrics, next page at {:?}", page.metrics.len(), page.cursor);
+//! }
+//!
+//! // Delete by the same filters; the answer is how many went.
+//! let deleted = client.delete().name("cpu").tag("host", "web-9").await?;
+//!
 //! // Hot paths: record returns at once; batches go out in the background.
 //! let recorder = client.recorder().build();
 //! recorder.record(Metric::new("requests", 1).with("route", "/"))?;
@@ -44,26 +56,36 @@
 //! | --- | --- |
 //! | `client` | [`Client`] (a cheap `Clone` handle), [`ClientBuilder`], writes |
 //! | `metric` | [`Metric`]: name, value, timestamp and extra keys |
-//! | `query` | [`QueryBuilder`]: `.await`, `.send()`, `.stream()` |
+//! | `query` | [`QueryBuilder`]: filters by name, time and tags; `.await`, `.send()`, `.stream()`, `.pages()` |
+//! | `delete` | [`DeleteBuilder`]: the same filters; answers how many metrics were deleted |
+//! | `catalog` | [`CatalogBuilder`]: metric names, tag keys and tag values, narrowed by the same filters |
 //! | `subscription` | [`Subscription`]: a `Stream` that reconnects and resumes from its cursor |
 //! | `recorder` | [`Recorder`]: batching, retries with idempotency keys, flush and close |
 //! | `error` | [`Error`], the one error type, with [`Error::Api`] for the server's errors |
 //! | [`json`] | `serde_json`'s `Value`, `Map` and `json!`, for extra keys |
+//! | `facade` | with the `facade` feature: a recorder for the `metrics` crate's `counter!`, `gauge!` and `histogram!` |
 //!
 //! The guide is `docs/client.md` in the repository.
 
+mod catalog;
 mod client;
+mod delete;
 mod error;
+#[cfg(feature = "facade")]
+pub mod facade;
+mod filter;
 mod metric;
 mod query;
 mod recorder;
 mod subscription;
 
+pub use catalog::CatalogBuilder;
 pub use client::{Client, ClientBuilder};
+pub use delete::DeleteBuilder;
 pub use error::{Error, Result};
 pub use metric::Metric;
-pub use metrics_types::{Limits, MetricValue, Timestamp, TimestampError};
-pub use query::QueryBuilder;
+pub use metrics_types::{Limits, MetricValue, NameSummary, Timestamp, TimestampError};
+pub use query::{Page, QueryBuilder, DEFAULT_PAGE_SIZE};
 pub use recorder::{Recorder, RecorderBuilder, Undelivered};
 /// The HTTP status in [`Error::Api`] (reqwest's, from the `http` crate).
 pub use reqwest::StatusCode;

@@ -7,6 +7,7 @@
 //! the [`Subscription`] stops the task and closes the socket.
 
 use std::{
+    fmt::Display,
     future::{Future, IntoFuture},
     pin::Pin,
     task::{Context, Poll},
@@ -21,7 +22,7 @@ use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
 };
 
-use crate::{Client, Error, Metric, Result};
+use crate::{filter::Filter, Client, Error, Metric, Result};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -64,7 +65,8 @@ enum Start {
 #[must_use = "a subscription does nothing until it is awaited"]
 pub struct SubscribeBuilder {
     client: Client,
-    names: Vec<String>,
+    /// Names, tags and selectors; subscriptions have no time range (see `since`).
+    filter: Filter,
     start: Start,
 }
 
@@ -72,7 +74,7 @@ impl SubscribeBuilder {
     pub(crate) fn new(client: Client) -> Self {
         SubscribeBuilder {
             client,
-            names: Vec::new(),
+            filter: Filter::default(),
             start: Start::Now,
         }
     }
@@ -88,7 +90,41 @@ impl SubscribeBuilder {
     /// # }
     /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.names.push(name.into());
+        self.filter.name(name);
+        self
+    }
+
+    /// Only metrics whose extra key `key` reads `value`, as [`QueryBuilder::tag`](crate::QueryBuilder::tag):
+    /// the same key again for any of several values, another key for all of them. Applies live
+    /// and to what is replayed on a resume.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: metrics_client::Client) -> metrics_client::Result<()> {
+    /// let web_1 = client.subscribe().name("cpu").tag("host", "web-1").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn tag(mut self, key: impl Into<String>, value: impl Display) -> Self {
+        self.filter.tag(key, value);
+        self
+    }
+
+    /// Only metrics matching a selector, as [`QueryBuilder::matching`](crate::QueryBuilder::matching);
+    /// applies live and to what is replayed on a resume. A bad selector fails the `.await` with
+    /// an [`Error::Api`] naming `match`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: metrics_client::Client) -> metrics_client::Result<()> {
+    /// let errors = client.subscribe().matching(r#"http{status=~"5.."}"#).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn matching(mut self, selector: impl Into<String>) -> Self {
+        self.filter.matching(selector);
         self
     }
 
@@ -132,12 +168,12 @@ impl SubscribeBuilder {
     async fn connect(self) -> Result<Subscription> {
         let SubscribeBuilder {
             client,
-            names,
+            filter,
             start,
         } = self;
         let mut link = Link {
             client,
-            names,
+            filter,
             start,
             cursor: None,
         };
@@ -273,23 +309,23 @@ enum Ended {
 /// The connection side: where to connect and where the stream is.
 struct Link {
     client: Client,
-    names: Vec<String>,
+    filter: Filter,
     start: Start,
     /// The id of the last frame received; reconnects resume after it.
     cursor: Option<i64>,
 }
 
 impl Link {
-    /// Opens the socket: from the cursor when there is one, else from the requested start.
-    async fn connect(&self) -> Result<Socket> {
+    /// The stream's URL: from the cursor when there is one, else from the requested start.
+    fn url(&self) -> reqwest::Url {
         let mut url = self.client.url("v1/stream");
         let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
         // http -> ws and https -> wss are always valid scheme changes.
         let _ = url.set_scheme(scheme);
         {
             let mut query = url.query_pairs_mut();
-            for name in &self.names {
-                query.append_pair("name", name);
+            for (key, value) in self.filter.params() {
+                query.append_pair(&key, &value);
             }
             match (self.cursor, self.start) {
                 (Some(cursor), _) | (None, Start::After(cursor)) => {
@@ -301,7 +337,13 @@ impl Link {
                 (None, Start::Now) => {}
             }
         }
-        let mut request = url
+        url
+    }
+
+    /// Opens the socket at [`url`](Self::url).
+    async fn connect(&self) -> Result<Socket> {
+        let mut request = self
+            .url()
             .as_str()
             .into_client_request()
             .map_err(|err| Error::Subscription(err.to_string()))?;
@@ -441,5 +483,61 @@ impl Link {
             // Time spent waiting for the application is not the server's silence.
             heard = Instant::now();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(builder: SubscribeBuilder, cursor: Option<i64>) -> Link {
+        Link {
+            client: builder.client,
+            filter: builder.filter,
+            start: builder.start,
+            cursor,
+        }
+    }
+
+    #[test]
+    fn the_stream_url_carries_the_filters_and_where_to_resume() {
+        let client = Client::new("https://example.com/metrics").unwrap();
+        let builder = client
+            .subscribe()
+            .name("cpu")
+            .tag("host", "web-1")
+            .tag("port", 443)
+            .matching(r#"{dc=~"eu-.*"}"#);
+        let url = link(builder.clone(), None).url();
+        assert_eq!(url.scheme(), "wss");
+        assert_eq!(url.path(), "/metrics/v1/stream");
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let want = |extra: &[(&str, &str)]| -> Vec<(String, String)> {
+            [
+                ("name", "cpu"),
+                ("tag.host", "web-1"),
+                ("tag.port", "443"),
+                ("match", r#"{dc=~"eu-.*"}"#),
+            ]
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+        };
+        assert_eq!(pairs, want(&[]));
+        // A reconnect resumes after the last frame with the same filters.
+        let resumed: Vec<(String, String)> = link(builder.clone(), Some(42))
+            .url()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        assert_eq!(resumed, want(&[("since", "42")]));
+        let since = builder.since(Timestamp::parse("2016-01-01").unwrap());
+        let from_time: Vec<(String, String)> =
+            link(since, None).url().query_pairs().into_owned().collect();
+        assert_eq!(
+            from_time,
+            want(&[("since_ts", "2016-01-01T00:00:00+00:00")])
+        );
     }
 }

@@ -74,6 +74,53 @@ while let Some(metric) = all.try_next().await? { /* ... */ }
     Ok(())
 }
 
+/// docs/client.md, "Filtering by tags, limits and pages".
+#[rustfmt::skip]
+async fn filtering(client: Client, saved: String) -> Result<()> {
+use futures::TryStreamExt;
+
+let web = client.query().name("cpu")
+    .tag("host", "web-1").tag("host", "web-2")                         // same key: any of
+    .tag("region", "eu")                                               // other key: all of
+    .await?;
+let selected = client.query()
+    .matching(r#"cpu{host=~"web-.*", region!="us", canary=""}"#)      // Prometheus selector
+    .await?;
+let latest = client.query().name("cpu").descending().limit(1).await?;  // newest first, one
+let last_15_minutes = client.query()
+    .start(chrono::Utc::now() - chrono::Duration::minutes(15))         // typed times
+    .await?;
+
+let mut pages = client.query().name("cpu").limit(500).pages();         // 500 per page
+while let Some(page) = pages.try_next().await? {
+    println!("{} metrics", page.metrics.len());
+    if let Some(cursor) = page.cursor { /* save it to carry on later */ }
+}
+let more = client.query().name("cpu").limit(500).cursor(saved).await?; // from a saved cursor
+    Ok(())
+}
+
+/// docs/client.md, "The catalog: names, tag keys, tag values".
+#[rustfmt::skip]
+async fn catalog(client: Client) -> Result<()> {
+let names = client.names().await?;                                     // Vec<NameSummary>
+let keys: Vec<String> = client.tag_keys().name("cpu").await?;          // ["host", "region"]
+let hosts = client.tag_values("host").tag("region", "eu").await?;      // ["web-1", "web-2"]
+    Ok(())
+}
+
+/// docs/client.md, "Deleting".
+#[rustfmt::skip]
+async fn deleting(client: Client) -> Result<()> {
+let deleted: u64 = client.delete().name("cpu").tag("host", "web-9").await?; // how many went
+let deleted = client.delete()
+    .matching(r#"{env=~"test|staging"}"#)
+    .end(Timestamp::parse("2016-01-01")?)                              // older than this
+    .send().await?;                                                    // same as .await
+let everything = client.delete().all().await?;                        // must be said
+    Ok(())
+}
+
 /// docs/client.md, "Subscribing".
 #[rustfmt::skip]
 async fn subscribing(
@@ -87,6 +134,8 @@ use futures::StreamExt;
 let mut live = client.subscribe().name("cpu").await?;                  // from now
 let mut resumed = client.subscribe().after(saved_cursor).await?;       // from a cursor
 let mut replay = client.subscribe().since(one_hour_ago).await?;        // from a timestamp
+let mut web = client.subscribe().name("cpu").tag("host", "web-1")      // tags, as queries
+    .matching(r#"{region=~"eu-.*"}"#).await?;
 while let Some(metric) = live.next().await {
     let metric = metric?;
     save(live.cursor());                                               // to resume later
@@ -109,6 +158,30 @@ let recorder = client.recorder()
 recorder.record(Metric::new("requests", 1).with("route", "/"))?;    // returns at once
 let undelivered = recorder.flush().await?;  // wait for everything so far; what failed
 let undelivered = recorder.close().await?;  // the same, then drop this handle
+    Ok(())
+}
+
+/// docs/client.md, "The `metrics` facade" (its feature on: `cargo test --workspace` or
+/// `--features facade`; the text is checked either way).
+#[cfg(feature = "facade")]
+#[rustfmt::skip]
+async fn facade(client: Client) -> Result<()> {
+use std::time::Duration;
+use metrics_client::facade::{self, FacadeBuilder};
+
+let handle = facade::install(&client)?;                    // the defaults; or:
+let handle = FacadeBuilder::new(&client)
+    .interval(Duration::from_secs(10))                     // sampling period (default 10 s)
+    .global_label("service", "checkout")                  // an extra key on everything
+    .quantiles(&[0.0, 0.5, 0.9, 0.99, 1.0])                // of histograms (the default)
+    .batching(client.recorder().retry_for(Duration::from_secs(300)))
+    .install()?;                                           // the process's global recorder
+
+metrics::counter!("requests", "route" => "/").increment(1); // anywhere in the program
+metrics::gauge!("queue.depth").set(12.0);
+metrics::histogram!("latency.ms").record(3.5);
+
+let undelivered = handle.close().await?;                   // last sample, delivered
     Ok(())
 }
 
@@ -149,7 +222,7 @@ fn every_rust_snippet_of_the_docs_is_compiled_here() {
         }
     }
     assert_eq!(
-        checked, 6,
+        checked, 10,
         "a snippet was added or removed: update this file"
     );
 }

@@ -61,12 +61,14 @@ macro_rules! declared_param {
 }
 pub(crate) use declared_param;
 
-/// The ISO-8601 forms [`metrics_types::Timestamp::parse`] reads.
-const ISO: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?( ?([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)| [0-9]{2}(:?[0-9]{2})?)?)?$";
-/// A Unix epoch, seconds unless a unit says otherwise.
-const EPOCH: &str = r"^[+-]?[0-9]+(\.[0-9]+)?(s|ms|us|µs|ns)?$";
+/// The ISO-8601 forms [`metrics_types::Timestamp::parse`] reads (years 0001 to 9999; whether
+/// the day exists in its month is left to the route).
+const ISO: &str = r"^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([Tt ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.,][0-9]+)?)?( ?([Zz]|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)| ([01][0-9]|2[0-3])(:?[0-5][0-9])?)?)?$";
+/// A Unix epoch, seconds unless a unit says otherwise, with as many digits as can fall within
+/// years 0001 to 9999 (the route refuses the few values of that length beyond 9999).
+const EPOCH: &str = r"^(\+?([0-9]{1,11}(\.[0-9]+)?s?|[0-9]{1,14}(\.[0-9]+)?ms|[0-9]{1,17}(\.[0-9]+)?(us|µs)|[0-9]{1,20}ns)|-([0-9]{1,10}(\.[0-9]+)?s?|[0-9]{1,13}(\.[0-9]+)?ms|[0-9]{1,16}(\.[0-9]+)?(us|µs)|[0-9]{1,19}ns))$";
 /// `now`, optionally with an offset (a `+` in a URL decodes to a space).
-const RELATIVE: &str = r"^now([+ -][0-9]+(ms|s|m|h|d|w))?$";
+const RELATIVE: &str = r"^now([+ -][0-9]{1,5}(ms|s|m|h|d|w))?$";
 
 declared_param!(
     /// `sts` / `ets`: a time in any of the accepted forms, or empty for no bound.
@@ -145,7 +147,7 @@ declared_param!(
     /// `columns`: comma-separated tag keys (CSV only).
     ColumnsParam,
     || {
-        let mut s = string(Some(r"^[^,]+(,[^,]+)*$"));
+        let mut s = string(Some(r"^([^,]+(,[^,]+)*)?$"));
         s.example = Some(json!("host,region"));
         inline(s)
     }
@@ -158,6 +160,17 @@ declared_param!(
         let mut s = string(None);
         s.enum_items = vec![json!("true"), json!("false")];
         s.example = Some(json!("true"));
+        inline(s)
+    }
+);
+
+declared_param!(
+    /// A tag key in a path: non-empty, no control characters.
+    TagKeyParam,
+    || {
+        let mut s = string(Some(r"^[^\x00-\x1F\x7F-\x9F]+$"));
+        s.min_length = Some(1);
+        s.example = Some(json!("host"));
         inline(s)
     }
 );

@@ -257,7 +257,9 @@ async fn every_format(backend: Backend) {
             "{query}"
         );
     }
-    let (_, text) = get("?format=csv&columns=host,port,note", None).await;
+    // `columns` implies CSV, whatever `Accept` says.
+    let (ct, text) = get("?columns=host,port,note", Some("application/json")).await;
+    assert!(ct.starts_with("text/csv"), "{ct}");
     assert_eq!(
         text,
         "name,ts,value,host,port,note\r\n\
@@ -377,7 +379,7 @@ async fn each_bad_parameter_is_a_400_naming_it(backend: Backend) {
         ("GET", "/v1/metrics?format=xml", "invalid_param", "`format`"),
         (
             "GET",
-            "/v1/metrics?columns=host",
+            "/v1/metrics?columns=host&format=json",
             "invalid_param",
             "`columns`",
         ),
