@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use super::{
     filter::{Filter, Resolve},
-    schema::{Metrics, SeriesTags},
+    schema::{quote, Metrics, SeriesTags},
     StoreError,
 };
 use crate::{
@@ -160,7 +160,7 @@ fn rows(filter: &Filter, aggregation: &Aggregation) -> SelectStatement {
                 tags.clone(),
                 Expr::col((tags.clone(), SeriesTags::SeriesId))
                     .equals((Metrics::Table, Metrics::SeriesId))
-                    .and(Expr::col((tags, SeriesTags::Key)).eq(key.as_str())),
+                    .and(Expr::col((tags, SeriesTags::Key)).eq(quote(key))),
             );
     }
     // Integers the server computed, never client text.
@@ -315,7 +315,13 @@ fn read_row(
     let name: String = row.try_get_by_index(next())?;
     let mut keys = Vec::with_capacity(aggregation.by.len());
     for _ in &aggregation.by {
-        keys.push(row.try_get_by_index::<Option<String>>(next())?);
+        // `series_tags` keeps keys and values as JSON strings (see `schema::quote`).
+        let quoted = row.try_get_by_index::<Option<String>>(next())?;
+        let value = quoted
+            .map(|text| serde_json::from_str::<String>(&text))
+            .transpose()
+            .map_err(|err| StoreError::Database(std::sync::Arc::new(err)))?;
+        keys.push(value);
     }
     let start_micros: i64 = row.try_get_by_index(next())?;
     let count: i64 = row.try_get_by_index(next())?;
