@@ -25,8 +25,9 @@ async fn main() -> anyhow::Result<()> {
     let client = Client::new(&url)?;
 
     // An hour of request latencies, one a second, from three hosts; db-1 is quiet for ten
-    // minutes, and now and then a request times out and says so in words.
-    let hour_ago = (Utc::now() - Duration::hours(1)).duration_trunc(Duration::minutes(1))?;
+    // minutes, and now and then a request times out and says so in words. The hour starts on
+    // the 5-minute grid, so that each bucket below is whole.
+    let hour_ago = (Utc::now() - Duration::hours(1)).duration_trunc(Duration::minutes(5))?;
     let hosts = [("web-1", "eu"), ("web-2", "eu"), ("db-1", "us")];
     let readings = (0..3600_i64).filter_map(|s| {
         let (host, region) = hosts[s as usize % hosts.len()];
@@ -81,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
         .query()
         .name("example.latency")
         .start(hour_ago)
-        .end(hour_ago + Duration::minutes(59))
+        .end(hour_ago + Duration::seconds(3599))
         .step(Step::minutes(5))
         .agg([Agg::Count, Agg::Avg])
         .by(["region"])
