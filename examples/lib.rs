@@ -1,6 +1,6 @@
 //! Runnable examples of `metrics-client`: each file beside this one opens with what it shows and
 //! how to run it. Build them all with `cargo build -p examples --examples`; those that need no
-//! running server are `in_process`, `query_engine` and `facade` (`cargo run -p examples
+//! running server are `in_process`, `query_engine`, `aggregate` and `facade` (`cargo run -p examples
 //! --example in_process`).
 //!
 //! This library holds the one thing several examples share: a server of their own.

@@ -33,6 +33,11 @@ pub enum Error {
     /// key among the extra keys, or larger on its own than the server's body limit.
     #[error("invalid metric: {0}")]
     InvalidMetric(String),
+    /// A query was refused before anything was sent because it cannot be said on the wire: a
+    /// zero step or one with a fraction of a second, a non-finite fill, a percentile outside
+    /// 0..=100, a raw query's option (`limit`, ...) on an aggregation.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
     /// The server URL is not an `http://` or `https://` URL.
     #[error("invalid server URL {url:?}: {reason}")]
     InvalidUrl {
@@ -176,6 +181,7 @@ mod tests {
         }
         assert!(!Error::InvalidMetric("nan".into()).is_retryable());
         assert!(!Error::Decode("truncated".into()).is_retryable());
+        assert!(!Error::InvalidQuery("step 0s".into()).is_retryable());
         assert!(Error::RetryExpired {
             retry_for: Duration::from_secs(1)
         }

@@ -1,5 +1,5 @@
-//! The typed async client of the metrics server: record, query, delete and subscribe to
-//! metrics; with the `facade` feature, a recorder for the `metrics` crate's macros too.
+//! The typed async client of the metrics server: record, query, aggregate, delete and subscribe
+//! to metrics; with the `facade` feature, a recorder for the `metrics` crate's macros too.
 //!
 //! ```no_run
 //! use chrono::{TimeZone, Utc};
@@ -36,6 +36,15 @@
 //!     println!("{} metrics, next page at {:?}", page.metrics.len(), page.cursor);
 //! }
 //!
+//! // Aggregate on the server: per 5 minutes and host, the mean and the 99th percentile.
+//! use metrics_client::{Agg, Fill, Step};
+//! let per_host = client.query().name("cpu").start(day)
+//!     .step(Step::minutes(5)).agg([Agg::Avg, Agg::P99]).by(["host"]).fill(Fill::Null)
+//!     .await?;
+//! for series in &per_host {
+//!     println!("{} {:?}: p99 {:?} at {:?}", series.name, series.tags, series.values(Agg::P99), series.ts);
+//! }
+//!
 //! // Delete by the same filters; the answer is how many went.
 //! let deleted = client.delete().name("cpu").tag("host", "web-9").await?;
 //!
@@ -57,6 +66,7 @@
 //! | `client` | [`Client`] (a cheap `Clone` handle), [`ClientBuilder`], writes |
 //! | `metric` | [`Metric`]: name, value, timestamp and extra keys |
 //! | `query` | [`QueryBuilder`]: filters by name, time and tags; `.await`, `.send()`, `.stream()`, `.pages()` |
+//! | `aggregate` | [`AggregateQuery`] (from [`QueryBuilder::step`]): [`Step`], [`Agg`], `by`, offset, [`Fill`]; answers [`Series`] |
 //! | `delete` | [`DeleteBuilder`]: the same filters; answers how many metrics were deleted |
 //! | `catalog` | [`CatalogBuilder`]: metric names, tag keys and tag values, narrowed by the same filters |
 //! | `subscription` | [`Subscription`]: a `Stream` that reconnects and resumes from its cursor |
@@ -67,6 +77,7 @@
 //!
 //! The guide is `docs/client.md` in the repository.
 
+mod aggregate;
 mod catalog;
 mod client;
 mod delete;
@@ -79,12 +90,15 @@ mod query;
 mod recorder;
 mod subscription;
 
+pub use aggregate::{Agg, AggregateQuery, Fill, Percentile, Series, Step};
 pub use catalog::CatalogBuilder;
 pub use client::{Client, ClientBuilder};
 pub use delete::DeleteBuilder;
 pub use error::{Error, Result};
 pub use metric::Metric;
-pub use metrics_types::{Limits, MetricValue, NameSummary, Timestamp, TimestampError};
+pub use metrics_types::{
+    AggregateAnswer, AggregateSeries, Limits, MetricValue, NameSummary, Timestamp, TimestampError,
+};
 pub use query::{Page, QueryBuilder, DEFAULT_PAGE_SIZE};
 pub use recorder::{Recorder, RecorderBuilder, Undelivered};
 /// The HTTP status in [`Error::Api`] (reqwest's, from the `http` crate).

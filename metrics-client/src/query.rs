@@ -9,7 +9,12 @@ use futures::{stream::BoxStream, Stream, StreamExt, TryStreamExt};
 use metrics_types::Timestamp;
 use reqwest::{header, RequestBuilder};
 
-use crate::{error::api_error, filter::Filter, Client, Error, Metric, Result};
+use crate::{
+    aggregate::{AggregateQuery, Step},
+    error::api_error,
+    filter::Filter,
+    Client, Error, Metric, Result,
+};
 
 /// The page size of [`QueryBuilder::pages`] when no [`limit`](QueryBuilder::limit) is given.
 pub const DEFAULT_PAGE_SIZE: usize = 1000;
@@ -201,6 +206,38 @@ impl QueryBuilder {
     pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
         self.cursor = Some(cursor.into());
         self
+    }
+
+    /// Makes this an aggregate query: buckets of `step` (a [`Step`] or a
+    /// [`std::time::Duration`]), with the functions of [`AggregateQuery::agg`], split by
+    /// [`AggregateQuery::by`]; its `.await` returns one [`Series`](crate::Series) per name and
+    /// values of the `by` keys instead of metrics. The filters carry over and more can be added
+    /// after; [`limit`](Self::limit), [`descending`](Self::descending) and
+    /// [`cursor`](Self::cursor) belong to raw queries, and an aggregation given one is refused
+    /// with [`Error::InvalidQuery`] when sent.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: metrics_client::Client) -> metrics_client::Result<()> {
+    /// use metrics_client::{Agg, Step};
+    ///
+    /// let per_minute = client.query().name("cpu").step(Step::minutes(1)).await?;
+    /// let avg = per_minute[0].values(Agg::Avg);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn step(self, step: impl Into<Step>) -> AggregateQuery {
+        let raw_only = if self.limit.is_some() {
+            Some("limit")
+        } else if self.descending {
+            Some("descending")
+        } else if self.cursor.is_some() {
+            Some("cursor")
+        } else {
+            None
+        };
+        AggregateQuery::new(self.client, self.filter, step.into(), raw_only)
     }
 
     /// Runs the query and collects the results (the same as `.await` on the builder).

@@ -109,6 +109,30 @@ let hosts = client.tag_values("host").tag("region", "eu").await?;      // ["web-
     Ok(())
 }
 
+/// docs/client.md, "Aggregation".
+#[rustfmt::skip]
+async fn aggregation(client: Client) -> Result<()> {
+use metrics_client::{Agg, Fill, Series, Step};
+
+let per_host: Vec<Series> = client.query().name("latency")             // the same filters
+    .start(Timestamp::parse("2016-01-01")?).end(Timestamp::parse("2016-01-02")?)
+    .step(Step::minutes(5))                                            // now an AggregateQuery
+    .agg([Agg::Avg, Agg::Max, Agg::P99, Agg::percentile(99.9)?])       // one column each
+    .by(["host"])                                                      // one series per host
+    .fill(Fill::Null)                                                  // keep empty buckets
+    .await?;
+for series in &per_host {
+    let host = series.tags.get("host");                                // the `by` values
+    let p99: &[Option<f64>] = series.values(Agg::P99).unwrap_or(&[]);  // as long as series.ts
+    for (start, avg) in series.points(Agg::Avg) { /* Unix seconds, Option<f64> */ }
+}
+let local_days = client.query().name("sales")
+    .step(Step::days(1)).offset(chrono::Duration::hours(-2))          // days from 22:00 UTC
+    .agg([Agg::Sum, Agg::Count]).by(["shop", "region"])
+    .fill(Fill::Value(0.0)).send().await?;                             // same as .await
+    Ok(())
+}
+
 /// docs/client.md, "Deleting".
 #[rustfmt::skip]
 async fn deleting(client: Client) -> Result<()> {
@@ -222,7 +246,7 @@ fn every_rust_snippet_of_the_docs_is_compiled_here() {
         }
     }
     assert_eq!(
-        checked, 10,
+        checked, 11,
         "a snippet was added or removed: update this file"
     );
 }
