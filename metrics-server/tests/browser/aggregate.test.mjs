@@ -58,6 +58,7 @@ for (const backend of BACKENDS) {
       for (let i = 0; i < metrics.length; i += 2000) await server.post(metrics.slice(i, i + 2000));
 
       const { page, reads, errors } = await open(`#name=${encodeURIComponent(name)}&range=7d`);
+      await page.waitForFunction(() => window.metricsDashboard.view().step != null);
       const { step, width, plotWidth } = await view(page);
       assert.equal(step, Math.ceil((7 * DAY) / 1000 / width), `step = ceil(range / width) seconds (width ${width} px)`);
       // The width the step was sized to is the plot's (give or take a scroll bar that came later).
