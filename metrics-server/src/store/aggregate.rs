@@ -25,8 +25,8 @@ use sea_orm::{
 use tokio::sync::mpsc;
 
 use super::{
-    filter::{Filter, Resolve},
-    schema::{Metrics, SeriesTags},
+    filter::{unquoted, Filter, Resolve},
+    schema::{quote, Metrics, SeriesTags},
     StoreError,
 };
 use crate::{
@@ -160,7 +160,7 @@ fn rows(filter: &Filter, aggregation: &Aggregation) -> SelectStatement {
                 tags.clone(),
                 Expr::col((tags.clone(), SeriesTags::SeriesId))
                     .equals((Metrics::Table, Metrics::SeriesId))
-                    .and(Expr::col((tags, SeriesTags::Key)).eq(key.as_str())),
+                    .and(Expr::col((tags, SeriesTags::Key)).eq(quote(key))),
             );
     }
     // Integers the server computed, never client text.
@@ -315,7 +315,12 @@ fn read_row(
     let name: String = row.try_get_by_index(next())?;
     let mut keys = Vec::with_capacity(aggregation.by.len());
     for _ in &aggregation.by {
-        keys.push(row.try_get_by_index::<Option<String>>(next())?);
+        // The catalog keeps tag texts as JSON strings (`"web-1"`).
+        let quoted: Option<String> = row.try_get_by_index(next())?;
+        keys.push(match quoted {
+            Some(text) => Some(unquoted(vec![text])?.remove(0)),
+            None => None,
+        });
     }
     let start_micros: i64 = row.try_get_by_index(next())?;
     let count: i64 = row.try_get_by_index(next())?;
