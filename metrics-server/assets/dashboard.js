@@ -68,6 +68,8 @@
      * the current bucket exactly once); `buckets`: series key -> { name, tag, t: Map(bucketMs ->
      * { avg, min, max, count }) } from the server, plus late live points folded in. */
     agg: null,
+    /** Read every range raw, never aggregated (`#raw=1`: for comparing, e.g. in benchmarks). */
+    raw: false,
     /** The tag keys of the charted names, for the "split by" picker. */
     tagKeys: [],
     /** Bumped when the shown range or names change, so late answers for the old view are dropped. */
@@ -349,7 +351,7 @@
   function planView() {
     const [from, to] = windowMs();
     const span = to - from;
-    if (span <= AGGREGATE_ABOVE_MS) { state.agg = null; return; }
+    if (span <= AGGREGATE_ABOVE_MS || state.raw) { state.agg = null; return; }
     const width = plotWidth();
     const stepMs = Math.max(1, Math.ceil(span / 1000 / width)) * 1000;
     const tailMs = isLive() ? Math.floor(Date.now() / stepMs) * stepMs : Infinity;
@@ -578,6 +580,7 @@
     if (state.ownScales) p.set("y", "own");
     if (state.by) p.set("by", state.by);
     if (state.band) p.set("band", "1");
+    if (state.raw) p.set("raw", "1");
     if (state.range === "custom" && state.custom) {
       p.set("from", new Date(state.custom.fromMs).toISOString());
       p.set("to", new Date(state.custom.toMs).toISOString());
@@ -592,6 +595,7 @@
     state.ownScales = p.get("y") === "own";
     state.by = p.get("by") || "";
     state.band = p.get("band") === "1";
+    state.raw = p.get("raw") === "1";
     el.band.setAttribute("aria-pressed", String(state.band));
     el.yMode.setAttribute("aria-pressed", String(state.ownScales));
     const range = p.get("range");
