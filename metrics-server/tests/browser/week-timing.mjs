@@ -29,15 +29,15 @@ try {
   const time = async (hash) => {
     const { page, context } = await openPage(browser, `${server.url}/${hash}`);
     const started = Date.now();
-    await page.waitForFunction(([name, every]) => {
+    await page.waitForFunction(([name, every, seeded]) => {
       const d = window.metricsDashboard;
       const i = d.chartSeries().indexOf(name);
       if (i < 0) return false;
       const step = Math.max(d.view().step || 0, every / 1000);
       const [xs, ...ys] = d.chartData();
       const drawn = xs.filter((_, j) => ys[i][j] != null);
-      return drawn.length > 0 && drawn[0] <= Date.now() / 1000 - 7 * 86400 + 2 * step && drawn.at(-1) >= Date.now() / 1000 - 3 * step;
-    }, [name, every], { timeout: 300e3, polling: 20 });
+      return drawn.length > 0 && drawn[0] <= Date.now() / 1000 - 7 * 86400 + 2 * step && drawn.at(-1) >= seeded / 1000 - step - 1;
+    }, [name, every, now], { timeout: 300e3, polling: 20 });
     const ms = Date.now() - started;
     const drawn = await page.evaluate(() => window.metricsDashboard.chartData()[0].length);
     await context.close();
