@@ -13,7 +13,10 @@
 
 (() => {
   /** Relative ranges, in milliseconds; "custom" uses the form instead. */
-  const RANGES = { "5m": 5 * 60e3, "1h": 60 * 60e3, "1d": 24 * 60 * 60e3 };
+  const RANGES = { "5m": 5 * 60e3, "1h": 60 * 60e3, "1d": 24 * 60 * 60e3, "7d": 7 * 24 * 60 * 60e3 };
+  /** Ranges longer than this are read aggregated by the server (`step`, about one bucket per pixel
+   * of the chart); shorter ones are read raw, every point as posted. */
+  const AGGREGATE_ABOVE_MS = 60 * 60e3;
   /** Rows in the table of latest metrics. */
   const TABLE_ROWS = 100;
   /** Names charted without asking, until the user picks some. */
@@ -34,7 +37,7 @@
     status: $("status"), statusText: $("status-text"), pause: $("pause"), theme: $("theme"),
     names: $("names"), namesFilter: $("names-filter"), namesCount: $("names-count"), namesEmpty: $("names-empty"),
     custom: $("custom"), customFrom: $("custom-from"), customTo: $("custom-to"), customError: $("custom-error"),
-    chart: $("chart"), yMode: $("y-mode"), chartNote: $("chart-note"), tbody: document.querySelector("#latest tbody"),
+    chart: $("chart"), yMode: $("y-mode"), splitBy: $("split-by"), band: $("band"), chartNote: $("chart-note"), tbody: document.querySelector("#latest tbody"),
     auth: $("auth"), authForm: $("auth-form"), authToken: $("auth-token"), authMessage: $("auth-message"),
   };
 
@@ -51,8 +54,24 @@
     /** Each metric on a y scale of its own, or all on one. */
     ownScales: false,
     custom: null, // { fromMs, toMs }
-    /** name -> { records: sorted by t, keys: Set } for the selected names. */
+    /** name -> { records: sorted by t, keys: Set } for the selected names: the raw metrics the
+     * page holds (the whole range when it is read raw; the live tail, late points and the table's
+     * rows when it is aggregated). */
     series: new Map(),
+    /** The tag key whose values split each name into lines (`by=`), or "" for one line a name. */
+    by: "",
+    /** Draw the min–max band of each bucket around its average (aggregated views only). */
+    band: false,
+    /** The aggregated view, or null when the range is read raw: `step` in ms; `tailMs`, where the
+     * server's buckets end and the page's own begin (the start of the bucket the clock was in when
+     * history was read: metrics from there on are kept raw and bucketed here, so live points join
+     * the current bucket exactly once); `buckets`: series key -> { name, tag, t: Map(bucketMs ->
+     * { avg, min, max, count }) } from the server, plus late live points folded in. */
+    agg: null,
+    /** Read every range raw, never aggregated (`#raw=1`: for comparing, e.g. in benchmarks). */
+    raw: false,
+    /** The tag keys of the charted names, for the "split by" picker. */
+    tagKeys: [],
     /** Bumped when the shown range or names change, so late answers for the old view are dropped. */
     generation: 0,
     paused: false,
@@ -128,7 +147,7 @@
   }
 
   /** Adds one metric object (as posted) to its series; false when it is a duplicate or out of view. */
-  function addMetric(obj, raw) {
+  function addMetric(obj, raw, { live = false } = {}) {
     const series = state.series.get(obj.name);
     if (!series) return false;
     const t = parseTs(obj.ts);
@@ -136,6 +155,9 @@
     const key = raw;
     if (series.keys.has(key)) return false;
     series.keys.add(key);
+    // A live point older than the page's own buckets (a late writer, or a replay after a
+    // reconnect) joins the server's bucket it falls in.
+    if (live && state.agg && t < state.agg.tailMs) foldIntoBucket(obj, t);
     const record = { t, name: obj.name, value: obj.value, obj, key };
     const recs = series.records;
     if (!recs.length || recs[recs.length - 1].t <= t) {
@@ -250,11 +272,12 @@
   }
 
   /** Reads `/v1/metrics` for `names` from `fromMs` (and up to `toMs`), returning the raw objects. */
-  async function queryMetrics(names, fromMs, toMs) {
+  async function queryMetrics(names, fromMs, toMs, extra = {}) {
     const params = new URLSearchParams();
     for (const name of names) params.append("name", name);
     if (fromMs != null) params.set("sts", new Date(fromMs).toISOString());
     if (toMs != null) params.set("ets", new Date(toMs).toISOString());
+    for (const [k, v] of Object.entries(extra)) params.set(k, v);
     const response = await apiFetch(`/v1/metrics?${params}`);
     if (!response.ok) throw new Error(`history: ${response.status} ${await response.text()}`);
     // The objects are kept as their own JSON text: that text is what dedupes live and history.
@@ -269,9 +292,23 @@
     const [from, to] = windowMs();
     el.chartNote.textContent = "loading history…";
     try {
-      const metrics = await queryMetrics(names, from, isLive() ? null : to);
-      if (generation !== state.generation) return;
-      for (const obj of metrics) addMetric(obj, JSON.stringify(obj));
+      if (state.agg) {
+        const { stepMs, tailMs } = state.agg;
+        // The server's buckets up to the page's own (`ets` is inclusive: 1 µs before the tail),
+        // the raw tail, and the latest raw metrics for the table.
+        const [answer, tail, latest] = await Promise.all([
+          getJson(`/v1/metrics?${aggParams(names, from, isLive() ? tailMs : to + 1, stepMs)}`),
+          tailMs <= to ? queryMetrics(names, tailMs, isLive() ? null : to) : [],
+          queryMetrics(names, from, isLive() ? null : to, { order: "desc", limit: String(TABLE_ROWS) }),
+        ]);
+        if (generation !== state.generation) return;
+        addBuckets(answer);
+        for (const obj of [...tail, ...latest]) addMetric(obj, JSON.stringify(obj));
+      } else {
+        const metrics = await queryMetrics(names, from, isLive() ? null : to);
+        if (generation !== state.generation) return;
+        for (const obj of metrics) addMetric(obj, JSON.stringify(obj));
+      }
       el.chartNote.textContent = "";
     } catch (err) {
       if (generation === state.generation) {
@@ -294,12 +331,107 @@
     try {
       const metrics = await queryMetrics(names, Math.max(since, from), isLive() ? null : to);
       if (generation !== state.generation) return;
-      for (const obj of metrics) addMetric(obj, JSON.stringify(obj));
+      for (const obj of metrics) addMetric(obj, JSON.stringify(obj), { live: true });
     } catch (err) {
       state.historyFailed = true;
       el.chartNote.textContent = `could not fill the gap after reconnecting: ${err.message}`;
     }
     scheduleRender();
+  }
+
+  // ---------------------------------------------------------------- aggregation
+
+  /** The width of the chart's plot, in CSS pixels: how many buckets a range is cut into. */
+  function plotWidth() {
+    return chart ? Math.max(100, Math.round(chart.bbox.width / devicePixelRatio)) : Math.max(100, el.chart.clientWidth - 80);
+  }
+
+  /** Decides, for the current range and width, whether history is read aggregated, and sets up
+   * `state.agg` (empty) when it is: step = ceil(range / width) whole seconds. */
+  function planView() {
+    const [from, to] = windowMs();
+    const span = to - from;
+    if (span <= AGGREGATE_ABOVE_MS || state.raw) { state.agg = null; return; }
+    const width = plotWidth();
+    const stepMs = Math.max(1, Math.ceil(span / 1000 / width)) * 1000;
+    const tailMs = isLive() ? Math.floor(Date.now() / stepMs) * stepMs : Infinity;
+    state.agg = { stepMs, tailMs, width, buckets: new Map() };
+  }
+
+  /** `/v1/metrics` parameters of the aggregated read from `fromMs` (its bucket's start) to just
+   * before `endMs` (`ets` is inclusive: 1 µs before): avg, min, max and count per bucket, split by
+   * the picked tag. */
+  function aggParams(names, fromMs, endMs, stepMs) {
+    const params = new URLSearchParams();
+    for (const name of names) params.append("name", name);
+    params.set("sts", new Date(Math.floor(fromMs / stepMs) * stepMs).toISOString());
+    params.set("ets", `${new Date(endMs - 1).toISOString().slice(0, -1)}999Z`);
+    params.set("step", `${stepMs / 1000}s`);
+    params.set("agg", "avg,min,max,count");
+    if (state.by) params.set("by", state.by);
+    return params;
+  }
+
+  /** A tag's value as the server compares tags (as text); null when the metric has no such key. */
+  function tagText(v) {
+    if (v === undefined || v === null) return null;
+    return typeof v === "string" ? v : JSON.stringify(v);
+  }
+  /** The line a metric or a server series belongs to. */
+  const seriesKey = (name, tag) => (state.by ? `${name} ${state.by}=${tag ?? "∅"}` : name);
+
+  function bucketsOf(name, tag) {
+    const key = seriesKey(name, tag);
+    let b = state.agg.buckets.get(key);
+    if (!b) { b = { name, tag, t: new Map() }; state.agg.buckets.set(key, b); }
+    return b;
+  }
+
+  /** Stores the server's columnar answer `{series: [{name, tags, ts, avg, min, max, count}]}`. */
+  function addBuckets(answer) {
+    for (const s of answer.series || []) {
+      if (!state.series.has(s.name)) continue;
+      const b = bucketsOf(s.name, state.by ? tagText(s.tags?.[state.by]) : null);
+      s.ts.forEach((sec, i) => {
+        if (s.avg[i] == null) return;
+        b.t.set(sec * 1000, { avg: s.avg[i], min: s.min[i], max: s.max[i], count: s.count[i] });
+      });
+    }
+    chartDirty = true;
+  }
+
+  /** A late live point joins the server's bucket it falls in: the average weighted by `count`. */
+  function foldIntoBucket(obj, t) {
+    const v = obj.value;
+    if (typeof v !== "number" || !Number.isFinite(v)) return;
+    const { stepMs } = state.agg;
+    const b = bucketsOf(obj.name, state.by ? tagText(obj[state.by]) : null);
+    const start = Math.floor(t / stepMs) * stepMs;
+    const cur = b.t.get(start);
+    if (!cur) b.t.set(start, { avg: v, min: v, max: v, count: 1 });
+    else b.t.set(start, { avg: (cur.avg * cur.count + v) / (cur.count + 1), min: Math.min(cur.min, v), max: Math.max(cur.max, v), count: cur.count + 1 });
+  }
+
+  /** Fills the "split by" picker with the tag keys of the charted names (`GET /v1/tags`). */
+  async function refreshTagKeys() {
+    const names = state.selected.slice();
+    let keys = [];
+    if (names.length) {
+      const params = new URLSearchParams();
+      for (const n of names) params.append("name", n);
+      try { keys = (await getJson(`/v1/tags?${params}`)).keys || []; } catch (_) { return; }
+    }
+    if (state.by && !keys.includes(state.by)) keys = [...keys, state.by];
+    state.tagKeys = keys;
+    const fragment = document.createDocumentFragment();
+    for (const [value, text] of [["", "nothing"], ...keys.map((k) => [k, k])]) {
+      const option = document.createElement("option");
+      option.value = value;
+      option.textContent = text;
+      fragment.append(option);
+    }
+    el.splitBy.replaceChildren(fragment);
+    el.splitBy.value = state.by;
   }
 
   async function refreshNames() {
@@ -339,7 +471,7 @@
       if (everOpen && state.historyFailed) {
         state.historyFailed = false;
         state.downSinceMs = null;
-        refreshNames().then(() => loadHistory(state.selected));
+        refreshNames().then(() => { reloadView(); refreshTagKeys(); });
       } else if (everOpen && resumed) {
         // The server replays everything after the cursor: no gap to query.
         state.downSinceMs = null;
@@ -350,7 +482,7 @@
       } else {
         everOpen = true;
         // Subscribed first, then read: nothing committed in between is missed.
-        refreshNames().then(() => loadHistory(state.selected));
+        refreshNames().then(() => { planView(); loadHistory(state.selected); refreshTagKeys(); });
       }
     };
     socket.onmessage = (event) => onFrame(event.data);
@@ -380,7 +512,7 @@
       setSelected([...state.selected, obj.name], { auto: true, load: false });
     }
     // The socket sends compact JSON as posted; re-serialising gives the same text as history.
-    addMetric(obj, JSON.stringify(obj));
+    addMetric(obj, JSON.stringify(obj), { live: true });
     if (isNew) renderNames(); else scheduleNamesRender();
     scheduleRender();
   }
@@ -400,26 +532,45 @@
   function setSelected(names, { auto = false, load = true } = {}) {
     if (!auto) state.autoSelect = false;
     const added = names.filter((n) => !state.selected.includes(n));
-    for (const n of state.selected) if (!names.includes(n)) state.series.delete(n);
+    for (const n of state.selected) {
+      if (names.includes(n)) continue;
+      state.series.delete(n);
+      if (state.agg) for (const [key, b] of state.agg.buckets) if (b.name === n) state.agg.buckets.delete(key);
+    }
     state.selected = names.slice();
     for (const n of added) { colorOf(n); state.series.set(n, { records: [], keys: new Set() }); }
     saveHash();
     renderNames();
     rebuildChart();
     if (load && everOpen) loadHistory(added);
+    if (everOpen && (added.length || names.length < state.tagKeys.length)) refreshTagKeys();
+  }
+
+  /** Forgets what the chart holds and reads the whole view again: after the range, the split or
+   * the band changes (each changes what the server is asked). */
+  function reloadView() {
+    state.generation += 1;
+    for (const n of state.selected) state.series.set(n, { records: [], keys: new Set() });
+    planView();
+    chartDirty = true;
+    rebuildChart();
+    if (everOpen) loadHistory(state.selected);
   }
 
   function setRange(range, custom) {
     state.range = range;
     state.custom = custom || null;
-    state.generation += 1;
-    for (const n of state.selected) state.series.set(n, { records: [], keys: new Set() });
-    chartDirty = true;
     for (const b of document.querySelectorAll("[data-range]")) b.setAttribute("aria-pressed", String(b.dataset.range === range));
     el.custom.hidden = range !== "custom";
     saveHash();
-    rebuildChart();
-    if (everOpen) loadHistory(state.selected);
+    reloadView();
+  }
+
+  function setBy(by) {
+    state.by = by;
+    el.splitBy.value = by;
+    saveHash();
+    reloadView();
   }
 
   function saveHash() {
@@ -427,6 +578,9 @@
     if (!state.autoSelect) for (const n of state.selected) p.append("name", n);
     p.set("range", state.range);
     if (state.ownScales) p.set("y", "own");
+    if (state.by) p.set("by", state.by);
+    if (state.band) p.set("band", "1");
+    if (state.raw) p.set("raw", "1");
     if (state.range === "custom" && state.custom) {
       p.set("from", new Date(state.custom.fromMs).toISOString());
       p.set("to", new Date(state.custom.toMs).toISOString());
@@ -439,6 +593,10 @@
     const names = p.getAll("name").filter(Boolean);
     if (names.length) setSelected(names, { load: false });
     state.ownScales = p.get("y") === "own";
+    state.by = p.get("by") || "";
+    state.band = p.get("band") === "1";
+    state.raw = p.get("raw") === "1";
+    el.band.setAttribute("aria-pressed", String(state.band));
     el.yMode.setAttribute("aria-pressed", String(state.ownScales));
     const range = p.get("range");
     if (range === "custom") {
@@ -469,62 +627,131 @@
     return { width, height: window.innerWidth < 860 ? 240 : 320 };
   }
 
-  /** (Re)creates the chart: when the charted names or the theme change. */
-  function rebuildChart() {
+  /** What is drawn: one line per name, or per name and value of the split-by tag, each a list of
+   * [tMs, avg, min, max] sorted by time; raw points have avg = min = max = their value. In an
+   * aggregated view the server's buckets come first, then the page's own buckets of the raw tail
+   * (live points land there, in the bucket of the clock). */
+  function lines() {
+    const out = new Map();
+    const lineOf = (name, tag) => {
+      const key = seriesKey(name, tag);
+      if (!out.has(key)) out.set(key, { key, name, points: new Map() });
+      return out.get(key);
+    };
+    const agg = state.agg;
+    const [from] = windowMs();
+    if (agg) {
+      for (const b of agg.buckets.values()) {
+        if (!state.series.has(b.name)) continue;
+        const line = lineOf(b.name, b.tag);
+        for (const [t, v] of b.t) if (t + agg.stepMs > from) line.points.set(t, v);
+      }
+    }
+    for (const name of state.selected) {
+      if (!state.by) lineOf(name, null);
+      const own = new Map(); // key -> bucket start -> { sum, n, min, max }
+      for (const r of state.series.get(name)?.records || []) {
+        if (typeof r.value !== "number" || !Number.isFinite(r.value)) continue;
+        if (agg && r.t < agg.tailMs) continue; // in the server's buckets already
+        const line = lineOf(name, state.by ? tagText(r.obj[state.by]) : null);
+        if (!agg) { line.points.set(r.t, { avg: r.value, min: r.value, max: r.value }); continue; }
+        const start = Math.floor(r.t / agg.stepMs) * agg.stepMs;
+        if (!own.has(line.key)) own.set(line.key, new Map());
+        const m = own.get(line.key);
+        const c = m.get(start) || { sum: 0, n: 0, min: Infinity, max: -Infinity };
+        c.sum += r.value; c.n += 1; c.min = Math.min(c.min, r.value); c.max = Math.max(c.max, r.value);
+        m.set(start, c);
+      }
+      for (const [key, m] of own) {
+        const line = out.get(key);
+        for (const [t, c] of m) line.points.set(t, { avg: c.sum / c.n, min: c.min, max: c.max });
+      }
+    }
+    // Split by a tag but nothing to split yet: the name still gets its place in the legend.
+    for (const name of state.selected) if (![...out.values()].some((l) => l.name === name)) lineOf(name, null);
+    const order = new Map(state.selected.map((n, i) => [n, i]));
+    return [...out.values()]
+      .filter((l) => order.has(l.name))
+      .sort((a, b) => order.get(a.name) - order.get(b.name) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  /** Whether the min–max band is drawn: asked for, and the view is aggregated. */
+  const banded = () => state.band && state.agg != null;
+
+  let chartShape = "";
+  /** (Re)creates the chart for `shown` lines: when the lines, the scales or the theme change. */
+  function rebuildChart(shown = lines()) {
     if (chart) { chart.destroy(); chart = null; }
     const muted = css("--muted"), grid = css("--grid");
     const axis = { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 }, font: "11px system-ui, sans-serif" };
+    const band = banded();
+    const series = [{ label: "time", value: (u, v) => (v == null ? "—" : fmtTime(v * 1000)) }];
+    const bands = [];
+    shown.forEach((line, i) => {
+      const scale = state.ownScales ? `y${i}` : "y";
+      series.push({
+        label: line.key, stroke: colorOf(line.key), width: 1.75, spanGaps: true, scale,
+        points: { size: 5, fill: colorOf(line.key) },
+        value: (u, v) => fmtNum(v),
+      });
+      if (band) {
+        const at = series.length;
+        for (const edge of ["max", "min"]) {
+          series.push({ label: `${line.key} ${edge}`, stroke: "transparent", width: 0, spanGaps: true, scale, points: { show: false }, value: (u, v) => fmtNum(v) });
+        }
+        bands.push({ series: [at, at + 1], fill: `${colorOf(line.key)}33` });
+      }
+    });
     const opts = {
       ...chartSize(),
       scales: {
         x: { time: true, range: () => { const [a, b] = windowMs(); return [a / 1000, b / 1000]; } },
       },
-      series: [
-        { label: "time", value: (u, v) => (v == null ? "—" : fmtTime(v * 1000)) },
-        ...state.selected.map((name, i) => ({
-          label: name, stroke: colorOf(name), width: 1.75, spanGaps: true,
-          scale: state.ownScales ? `y${i}` : "y",
-          points: { size: 5, fill: colorOf(name) },
-          value: (u, v) => fmtNum(v),
-        })),
-      ],
-      axes: [axis, ...yAxes(axis)],
+      series,
+      bands,
+      axes: [axis, ...yAxes(axis, shown)],
       cursor: { drag: { x: false, y: false } },
       legend: { live: true },
     };
+    chartShape = shapeOf(shown);
     chartDirty = true;
-    chart = new uPlot(opts, chartData(), el.chart);
+    chart = new uPlot(opts, chartData(shown), el.chart);
     renderNow();
   }
 
-  /** One shared y axis; or, with a scale per metric, an axis in its colour for the first two. */
-  function yAxes(axis) {
+  function shapeOf(shown) { return JSON.stringify([shown.map((l) => l.key), banded(), state.ownScales]); }
+
+  /** One shared y axis; or, with a scale per line, an axis in its colour for the first two. */
+  function yAxes(axis, shown) {
     const values = (u, vals) => vals.map(fmtNum);
-    if (!state.ownScales || !state.selected.length) return [{ ...axis, size: 64, values }];
-    return state.selected.slice(0, 2).map((name, i) => ({
-      ...axis, scale: `y${i}`, side: i === 0 ? 3 : 1, size: 64, values, stroke: colorOf(name),
+    if (!state.ownScales || !shown.length) return [{ ...axis, size: 64, values }];
+    return shown.slice(0, 2).map((line, i) => ({
+      ...axis, scale: `y${i}`, side: i === 0 ? 3 : 1, size: 64, values, stroke: colorOf(line.key),
       grid: { ...axis.grid, show: i === 0 },
     }));
   }
 
-  /** uPlot's columns: one x array of seconds (the union of every series' times), then one y array
-   * per charted name with `null` where that name has no number at that time. */
-  function chartData() {
+  /** uPlot's columns: one x array of seconds (the union of every line's times), then per line its
+   * averages (and, with the band, its maxima and minima), `null` where it has no point. */
+  function chartData(shown) {
     if (!chartDirty && chartColumns) return chartColumns;
     chartDirty = false;
-    chartColumns = alignedColumns();
+    chartColumns = alignedColumns(shown || lines());
     return chartColumns;
   }
 
-  function alignedColumns() {
-    const numeric = state.selected.map((name) => (state.series.get(name)?.records || []).filter((r) => typeof r.value === "number" && Number.isFinite(r.value)));
-    const xs = [...new Set(numeric.flatMap((recs) => recs.map((r) => r.t)))].sort((a, b) => a - b);
+  function alignedColumns(shown) {
+    const xs = [...new Set(shown.flatMap((l) => [...l.points.keys()]))].sort((a, b) => a - b);
     const index = new Map(xs.map((t, i) => [t, i]));
-    const ys = numeric.map((recs) => {
-      const y = new Array(xs.length).fill(null);
-      for (const r of recs) y[index.get(r.t)] = r.value;
-      return y;
-    });
+    const fields = banded() ? ["avg", "max", "min"] : ["avg"];
+    const ys = [];
+    for (const line of shown) {
+      for (const f of fields) {
+        const y = new Array(xs.length).fill(null);
+        for (const [t, p] of line.points) y[index.get(t)] = p[f];
+        ys.push(y);
+      }
+    }
     return [xs.map((t) => t / 1000), ...ys];
   }
 
@@ -539,7 +766,13 @@
   function renderNow() {
     lastRender = performance.now();
     prune();
-    if (chart) chart.setData(chartData());
+    if (chartDirty || !chart) {
+      const shown = lines();
+      if (!chart || shapeOf(shown) !== chartShape) { rebuildChart(shown); return; }
+      chart.setData(chartData(shown));
+    } else {
+      chart.setData(chartColumns); // a live window slides with the clock
+    }
     renderTable();
     const charted = state.selected.length;
     if (!charted) el.chartNote.textContent = state.known.size ? "Pick a metric on the left to chart it." : "Waiting for the first metric…";
@@ -688,6 +921,15 @@
     rebuildChart();
   });
 
+  el.splitBy.addEventListener("change", () => setBy(el.splitBy.value));
+
+  el.band.addEventListener("click", () => {
+    state.band = !state.band;
+    el.band.setAttribute("aria-pressed", String(state.band));
+    saveHash();
+    rebuildChart();
+  });
+
   el.pause.addEventListener("click", () => {
     state.paused = !state.paused;
     if (state.paused) state.pausedAt = Date.now();
@@ -717,6 +959,8 @@
     chartData: () => (chart ? chart.data.map((column) => Array.from(column)) : null),
     chartSeries: () => (chart ? chart.series.slice(1).map((s) => s.label) : []),
     selected: () => state.selected.slice(),
+    /** How history is read: `step` (seconds) and the plot `width` it was sized to when aggregated, null when raw; the split; the plot width now. */
+    view: () => ({ step: state.agg ? state.agg.stepMs / 1000 : null, by: state.by, width: state.agg?.width ?? null, plotWidth: plotWidth() }),
     connection: () => state.connection,
   };
 
