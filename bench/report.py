@@ -129,7 +129,15 @@ w("| --- | --- | --- |")
 w(f"| GET of the 1,100 `ab-get` rows | {cell('postgres', 'get')} | {cell('postgres-alone', 'get')} |")
 w(f"| 100 rows by name and range out of 1,000,000 | {cell('postgres', 'range')} | "
   f"{cell('postgres-alone', 'range')} |")
+w(f"| 100 rows by `tag.host` and range out of 1,000,000 (100 hosts) | "
+  f"{cell('postgres', 'tagrange')} | {cell('postgres-alone', 'tagrange')} |")
 w("")
+server, plain = median("postgres", "tagrange"), median("postgres-alone", "tagrange")
+if server and plain:
+    w(f"Tag-filtered range, server / plain SQL: **{server / plain:.2f}** (goal ≥ 0.8: "
+      f"{'met' if server / plain >= 0.8 else 'missed'}). SQLite serves it at "
+      f"{cell('sqlite', 'tagrange')} req/s.")
+    w("")
 
 w("## Beside the original and the peers")
 w("")

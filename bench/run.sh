@@ -129,7 +129,8 @@ URL=http://127.0.0.1:$PORT
 printf '{"name":"ab", "ts":"2016-01-01 12:00:00.000", "value": 10}' >"$WORK/sample.json"
 command_of post "ab -q -n $POST_N -c 10 -p sample.json -T application/json $URL/v1/metrics"
 command_of get "ab -q -n $GET_N -c 10 '$URL/v1/metrics?name=ab-get'"
-command_of bulk "metrics-bench bulk --url $URL --target ndjson|json [--gzip] --total $((BULK_TOTAL / (4 * RUNS))) --batch 10000 --concurrency 4 --names 1000"
+command_of bulk "metrics-bench bulk --url $URL --target ndjson|json [--gzip] --total $((BULK_TOTAL / (4 * RUNS))) --batch 10000 --concurrency 4 --names 1000 --hosts 100"
+command_of tagrange "ab -q -n $RANGE_N -c 10 '$URL/v1/metrics?tag.host=web-7&sts=2016-01-01T00:01:40Z&ets=2016-01-01T00:01:49Z'"
 command_of range "ab -q -n $RANGE_N -c 10 '$URL/v1/metrics?name=m500&sts=2016-01-01T00:01:40Z&ets=2016-01-01T00:03:19Z'"
 command_of big "curl -s -o /dev/null '$URL/v1/metrics'  (every row; RSS sampled from /proc/PID/status)"
 command_of ws "metrics-bench ws --url $URL --subscribers 100 --rate 1000 --seconds $WS_SECONDS"
@@ -179,7 +180,7 @@ EOF
         for variant in ndjson ndjson.gz json json.gz; do
             local gz=; [ "${variant#*.}" = gz ] && gz=--gzip
             bench_run "$backend" "bulk.$variant" "$run" bulk --url "$URL" --target "${variant%.gz}" $gz \
-                --total "$per" --first "$first" --batch 10000 --concurrency 4 --names 1000
+                --total "$per" --first "$first" --batch 10000 --concurrency 4 --names 1000 --hosts 100
             first=$((first + per))
         done
     done
@@ -194,6 +195,17 @@ EOF
     mem "$backend" range "$SERVER_PID"
     if [ "$backend" = postgres ]; then
         pg_alone range "SELECT doc FROM metrics WHERE name = 'm500' AND ts BETWEEN 1451606500000000 AND 1451606599000000 ORDER BY ts, id;" "$PGDB"
+    fi
+
+    # Each name m{n} is tagged host web-{n % 100}: web-7 tags 10 names, so 10 seconds hold 100
+    # rows. The plain SQL is the same semi-join on the series catalog the store sends.
+    for run in $(seq "$RUNS"); do
+        ab_run "$backend" tagrange "$run" -n "$RANGE_N" -c 10 \
+            "$URL/v1/metrics?tag.host=web-7&sts=2016-01-01T00:01:40Z&ets=2016-01-01T00:01:49Z"
+    done
+    if [ "$backend" = postgres ]; then
+        local sha; sha=$(printf 'web-7' | sha256sum | cut -d' ' -f1)
+        pg_alone tagrange "SELECT m.doc FROM metrics m WHERE m.series_id IN (SELECT t.series_id FROM series_tags t WHERE t.key = '\"host\"' AND t.value_sha = '$sha') AND m.ts BETWEEN 1451606500000000 AND 1451606509000000 ORDER BY m.ts, m.id;" "$PGDB"
     fi
 
     for run in $(seq "$RUNS"); do
