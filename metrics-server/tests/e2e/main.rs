@@ -25,6 +25,7 @@ mod live;
 mod names;
 mod openapi;
 mod original;
+mod retention;
 mod round_trip;
 mod shutdown;
 mod stream;
