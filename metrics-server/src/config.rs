@@ -297,7 +297,10 @@ mod tests {
         let err = Config::try_parse_from(["metrics-server", "--retention", "30 days"])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("--retention") && err.contains("unknown unit"), "{err}");
+        assert!(
+            err.contains("--retention") && err.contains("unknown unit"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -215,7 +215,14 @@ pub fn spawn(
                 if shutdown.is_cancelled() {
                     return;
                 }
-                run_rule(&*store, policy, now_micros, schedule.batch.max(1), &shutdown).await;
+                run_rule(
+                    &*store,
+                    policy,
+                    now_micros,
+                    schedule.batch.max(1),
+                    &shutdown,
+                )
+                .await;
             }
         }
     })
@@ -264,7 +271,9 @@ async fn run_rule(
             older_than = %before,
             "retention removed expired metrics"
         ),
-        Ok(()) => tracing::debug!(rule = %prefix, older_than = %before, "retention: nothing expired"),
+        Ok(()) => {
+            tracing::debug!(rule = %prefix, older_than = %before, "retention: nothing expired")
+        }
         Err(err) => tracing::warn!(
             rule = %prefix,
             removed,
@@ -303,9 +312,16 @@ mod tests {
         // The prefix is everything before the last `=`.
         let spec: RetentionSpec = "a=b.=2w".parse().unwrap();
         assert_eq!((spec.prefix.as_str(), spec.keep), ("a=b.", Some(14 * DAY)));
-        assert_eq!("audit.=forever".parse::<RetentionSpec>().unwrap().keep, None);
+        assert_eq!(
+            "audit.=forever".parse::<RetentionSpec>().unwrap().keep,
+            None
+        );
         assert_eq!("=1d".parse::<RetentionSpec>().unwrap().prefix, "");
-        for (value, shown) in [("30d", "30d"), ("x=90m", "x=90m"), ("y=forever", "y=forever")] {
+        for (value, shown) in [
+            ("30d", "30d"),
+            ("x=90m", "x=90m"),
+            ("y=forever", "y=forever"),
+        ] {
             assert_eq!(value.parse::<RetentionSpec>().unwrap().to_string(), shown);
         }
     }
@@ -364,7 +380,10 @@ mod tests {
         assert_eq!(plan(&[]).unwrap(), vec![]);
         assert_eq!(plan(&specs(&["x.=forever"])).unwrap(), vec![]);
         let err = plan(&specs(&["30d", "6d"])).unwrap_err();
-        assert!(err.contains("default") && err.contains("30d and 6d"), "{err}");
+        assert!(
+            err.contains("default") && err.contains("30d and 6d"),
+            "{err}"
+        );
         let err = plan(&specs(&["a.=1d", "a.=forever"])).unwrap_err();
         assert!(err.contains("\"a.\""), "{err}");
     }

@@ -23,6 +23,7 @@ mod errors;
 mod idempotency;
 mod live;
 mod names;
+mod numeric_ts;
 mod openapi;
 mod original;
 mod retention;

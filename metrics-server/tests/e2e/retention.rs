@@ -19,7 +19,12 @@ async fn stored(server: &TestServer) -> Vec<(String, i64)> {
         .query("")
         .await
         .iter()
-        .map(|m| (m["name"].as_str().unwrap().to_owned(), m["value"].as_i64().unwrap()))
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_owned(),
+                m["value"].as_i64().unwrap(),
+            )
+        })
         .collect();
     pairs.sort();
     pairs
@@ -38,7 +43,8 @@ async fn removes_what_each_rule_expires(backend: Backend) {
     let server = TestServer::start_with(config).await;
 
     let hour = Duration::from_secs(3600);
-    let metric = |name: &str, value: i64, ts: String| json!({"name": name, "value": value, "ts": ts});
+    let metric =
+        |name: &str, value: i64, ts: String| json!({"name": name, "value": value, "ts": ts});
     let mut batch: Vec<Value> = Vec::new();
     for i in 0..5 {
         batch.push(metric("cpu", i, ago(48 * hour))); // older than 1d: removed
