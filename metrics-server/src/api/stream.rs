@@ -129,7 +129,10 @@ impl StreamApi {
         };
         let stream = LiveStream {
             store: self.state.store.clone(),
-            names,
+            selection: Selection {
+                names,
+                ..Selection::default()
+            },
             shutdown: self.state.shutdown.clone(),
             heartbeat: HEARTBEAT,
         };
@@ -157,8 +160,8 @@ pub(crate) enum Start {
 pub(crate) struct LiveStream {
     /// Where replays read from.
     pub(crate) store: Arc<dyn MetricStore>,
-    /// The name filter; empty means every name.
-    pub(crate) names: Vec<String>,
+    /// Which metrics the client wants, live and replayed alike.
+    pub(crate) selection: Selection,
     /// Cancelled on server shutdown.
     pub(crate) shutdown: CancellationToken,
     /// Ping interval.
@@ -304,7 +307,10 @@ impl LiveStream {
             return; // already replayed
         }
         *cursor = metric.id;
-        if self.wants(&metric.name) {
+        if self
+            .selection
+            .matches(&metric.name, metric.ts_micros, &metric.tags)
+        {
             burst.push(Message::Text(frame(metric.id, &metric.doc)));
         }
     }
@@ -323,11 +329,10 @@ impl LiveStream {
             if self.shutdown.is_cancelled() {
                 return Err(Stop::Gone);
             }
-            let selection = Selection {
-                names: self.names.clone(),
-                start_micros,
-                ..Selection::default()
-            };
+            let mut selection = self.selection.clone();
+            if let Some(from) = start_micros {
+                selection.start_micros = Some(selection.start_micros.map_or(from, |s| s.max(from)));
+            }
             let page = self
                 .store
                 .replay(&selection, *cursor, REPLAY_PAGE)
@@ -347,10 +352,6 @@ impl LiveStream {
                 return Ok(());
             }
         }
-    }
-
-    fn wants(&self, name: &str) -> bool {
-        self.names.is_empty() || self.names.iter().any(|n| n == name)
     }
 }
 
@@ -533,7 +534,7 @@ mod tests {
         let (_from_client, incoming) = mpsc::unbounded::<Result<Message, ReadError>>();
         let stream = LiveStream {
             store: store.clone(),
-            names: vec![],
+            selection: Selection::default(),
             shutdown: CancellationToken::new(),
             heartbeat: HEARTBEAT,
         };
@@ -560,7 +561,7 @@ mod tests {
         let (_from_client, incoming) = mpsc::unbounded::<Result<Message, ReadError>>();
         let stream = LiveStream {
             store: store.clone(),
-            names: vec![],
+            selection: Selection::default(),
             shutdown: CancellationToken::new(),
             heartbeat: HEARTBEAT,
         };

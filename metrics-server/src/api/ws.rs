@@ -31,7 +31,7 @@ use super::{
     socket::{self, Incoming, ReadError, Writer},
     ApiTags,
 };
-use crate::{hub::Committed, AppState};
+use crate::{hub::Committed, selection::Selection, AppState};
 
 /// How often an idle socket is pinged.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(30);
@@ -61,10 +61,13 @@ impl LiveApi {
         // the upgrade must reach it.
         let rx = self.state.hub.subscribe();
         let shutdown = self.state.shutdown.clone();
+        let selection = Selection::default();
         Ok(LiveUpgraded(socket::upgrade(
             ws,
             admitted,
-            move |writer, incoming| serve_socket(writer, incoming, rx, shutdown, HEARTBEAT),
+            move |writer, incoming| {
+                serve_socket(writer, incoming, rx, selection, shutdown, HEARTBEAT)
+            },
         )))
     }
 }
@@ -98,14 +101,15 @@ impl ApiResponse for LiveUpgraded {
     fn register(_: &mut Registry) {}
 }
 
-/// Forwards committed metrics to one socket until it closes, lags, stalls, or the server shuts
-/// down.
+/// Forwards the committed metrics `selection` selects to one socket until it closes, lags,
+/// stalls, or the server shuts down.
 ///
 /// Generic over the socket's halves so that unit tests can drive it with channels.
 pub(crate) async fn serve_socket<Si, St>(
     mut writer: Writer<Si>,
     mut incoming: St,
     mut rx: broadcast::Receiver<Arc<Committed>>,
+    selection: Selection,
     shutdown: CancellationToken,
     heartbeat: Duration,
 ) where
@@ -132,6 +136,7 @@ pub(crate) async fn serve_socket<Si, St>(
             },
             _ = ping.tick() => Message::Ping(Vec::new()),
             item = rx.recv() => match item {
+                Ok(metric) if !wanted(&selection, &metric) => continue,
                 Ok(metric) => Message::Text(metric.doc.clone()),
                 Err(RecvError::Lagged(missed)) => {
                     close_lagging(&mut writer, missed).await;
@@ -146,6 +151,7 @@ pub(crate) async fn serve_socket<Si, St>(
         if matches!(burst[0], Message::Text(_)) {
             while burst.len() <= MAX_BURST {
                 match rx.try_recv() {
+                    Ok(metric) if !wanted(&selection, &metric) => {}
                     Ok(metric) => burst.push(Message::Text(metric.doc.clone())),
                     Err(TryRecvError::Lagged(missed)) => {
                         lagged = Some(missed);
@@ -165,6 +171,11 @@ pub(crate) async fn serve_socket<Si, St>(
             break;
         }
     }
+}
+
+/// Whether a socket with this selection gets this metric.
+fn wanted(selection: &Selection, metric: &Committed) -> bool {
+    selection.matches(&metric.name, metric.ts_micros, &metric.tags)
 }
 
 /// Frames written to a socket before one flush, at most.
@@ -193,12 +204,17 @@ mod tests {
     }
 
     fn start(hub: &Hub, shutdown: CancellationToken) -> Fake {
+        start_with(hub, shutdown, Selection::default())
+    }
+
+    fn start_with(hub: &Hub, shutdown: CancellationToken, selection: Selection) -> Fake {
         let (sink, sent) = mpsc::unbounded();
         let (from_client, incoming) = mpsc::unbounded();
         let task = tokio::spawn(serve_socket(
             Writer::new(sink, Duration::from_secs(10)),
             incoming,
             hub.subscribe(),
+            selection,
             shutdown,
             HEARTBEAT,
         ));
@@ -243,6 +259,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn forwards_only_what_the_selection_selects() {
+        use crate::selection::{MatchOp, TagMatcher};
+        let hub = Hub::new(16);
+        let shutdown = CancellationToken::new();
+        let selection = Selection {
+            names: vec!["cpu".into()],
+            start_micros: Some(10),
+            tags: vec![TagMatcher {
+                key: "host".into(),
+                op: MatchOp::Equal(vec!["a".into()]),
+            }],
+            ..Selection::default()
+        };
+        let mut fake = start_with(&hub, shutdown.clone(), selection);
+        let tagged = |id: i64, name: &str, ts_micros: i64, host: &str| Committed {
+            id,
+            name: name.into(),
+            ts_micros,
+            tags: [("host".to_owned(), host.to_owned())].into_iter().collect(),
+            doc: format!("{{\"n\":{id}}}"),
+        };
+        hub.publish([
+            tagged(1, "cpu", 10, "b"), // another host
+            tagged(2, "mem", 10, "a"), // another name
+            tagged(3, "cpu", 9, "a"),  // before the range
+            tagged(4, "cpu", 10, "a"),
+            tagged(5, "cpu", 11, "b"),
+        ]);
+        hub.publish([tagged(6, "cpu", 12, "b"), tagged(7, "cpu", 12, "a")]);
+        assert_eq!(
+            fake.sent.next().await,
+            Some(Message::Text("{\"n\":4}".into()))
+        );
+        assert_eq!(
+            fake.sent.next().await,
+            Some(Message::Text("{\"n\":7}".into()))
+        );
+        shutdown.cancel();
+        assert!(matches!(fake.sent.next().await, Some(Message::Close(_))));
+        fake.task.await.unwrap();
+    }
+
+    #[tokio::test]
     async fn closes_a_lagging_reader_with_1013() {
         let hub = Hub::new(2);
         let mut fake = start(&hub, CancellationToken::new());
@@ -272,6 +331,7 @@ mod tests {
             Writer::new(sink, Duration::from_millis(500)),
             incoming,
             hub.subscribe(),
+            Selection::default(),
             CancellationToken::new(),
             HEARTBEAT,
         ));
