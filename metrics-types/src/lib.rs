@@ -4,7 +4,9 @@
 //! no other crate of the workspace, so the client never pulls in the server. It holds
 //!
 //! - [`Timestamp`]: the ISO-8601 timestamps the API accepts (`2016-01-01`,
-//!   `2016-01-01 12:00:00.000`, `2016-01-01T12:00:00+02:00`, ...), compared on the instant;
+//!   `2016-01-01 12:00:00.000`, `2016-01-01T12:00:00+02:00`, ...), compared on the instant, and
+//!   the time forms of query parameters ([`Timestamp::parse_param`]: Unix epochs with explicit
+//!   units, `now-15m`);
 //! - [`MetricValue`] and [`validate_name`]: what a metric may hold;
 //! - [`PostMetricsResponse`], [`NameList`] and [`ErrorBody`] with its [`ErrorCode`]s: what the
 //!   server answers;
@@ -29,10 +31,12 @@ mod error;
 mod metric;
 mod names;
 mod stream;
+mod time_param;
 mod timestamp;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use metric::{validate_name, MetricValue, NameError, PostMetricsResponse, MAX_NAME_BYTES};
 pub use names::{NameList, NameSummary};
 pub use stream::{Limits, StreamFrame};
+pub use time_param::{EpochUnit, TimeParamError, TIME_FORMS};
 pub use timestamp::{Timestamp, TimestampError};

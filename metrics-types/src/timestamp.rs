@@ -43,6 +43,13 @@ pub struct TimestampError {
     reason: &'static str,
 }
 
+impl TimestampError {
+    /// What is wrong, without the input and the list of forms.
+    pub(crate) fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
+
 impl Timestamp {
     /// The earliest instant accepted: `0001-01-01T00:00:00Z`.
     pub const MIN: &'static str = "0001-01-01T00:00:00Z";

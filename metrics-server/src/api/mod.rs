@@ -10,6 +10,7 @@
 //! | `tokens.rs` | `POST/GET /v1/tokens`, `DELETE /v1/tokens/{id}`: the admin API |
 //! | `assets.rs` | `GET /assets/{file}`: the live page's scripts and styles (not in the spec) |
 //! | `socket.rs` | what both WebSocket routes share: Origin check, cap, writes with a deadline |
+//! | `params.rs` | the read routes' query strings: known parameters only, and their [`Selection`](crate::selection::Selection) |
 //! | `query.rs` | reading query strings strictly (UTF-8, parameters given once) |
 //! | `body.rs`, `schema.rs` | reading POST bodies (type, encoding, limit; `ingest::parse` reads the metrics); the hand-written `Metric` schema |
 //! | `security.rs` | the spec's `bearer` security scheme, from `crate::auth::policy` |
@@ -24,6 +25,7 @@ mod health;
 mod idempotency;
 mod metrics;
 mod names;
+mod params;
 mod query;
 mod schema;
 mod security;

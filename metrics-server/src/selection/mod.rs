@@ -15,6 +15,8 @@
 //! as in Prometheus: `key=""` selects metrics without `key`, `key!=""` those with it. Texts are
 //! computed once, at ingest, in Rust ([`tags_of`]), so both backends compare the same strings.
 
+pub mod selector;
+
 use std::{collections::BTreeMap, fmt};
 
 use base64::Engine as _;
