@@ -78,7 +78,9 @@ impl StreamApi {
     /// Resumable live metrics (WebSocket)
     ///
     /// Upgrades to a WebSocket on which the server sends one JSON text frame (`StreamFrame`) per
-    /// committed metric, in commit order: `{"id": <cursor>, "metric": {...as posted}}`. Without
+    /// committed metric the selection parameters select (those of `GET /v1/metrics`: `name`,
+    /// `sts`, `ets`, `tag.<key>`, `match`; none means every metric), in commit order:
+    /// `{"id": <cursor>, "metric": {...as posted}}`; replays apply the same filter. Without
     /// `since` or `since_ts` the stream starts from now, and its first frame is a checkpoint
     /// (`{"id": <cursor>}`, no metric) giving the current cursor. With `since=<cursor>` it first
     /// replays every stored metric after the cursor, then goes live without a gap or a duplicate:
@@ -92,16 +94,30 @@ impl StreamApi {
         req: &Request,
         ws: WebSocket,
         /// Only metrics with this name; repeat the parameter for any of several names.
-        #[oai(default)]
-        name: Query<Vec<super::schema::NameFilter>>,
+        #[oai(default, name = "name")]
+        _name: Query<Vec<super::schema::NameFilter>>,
+        /// Only metrics with `ts` at or after this instant (inclusive), live and replayed: the
+        /// forms of `GET /v1/metrics`.
+        #[oai(name = "sts")]
+        _sts: Query<Option<super::schema::TimeBound>>,
+        /// Only metrics with `ts` at or before this instant (inclusive), live and replayed.
+        #[oai(name = "ets")]
+        _ets: Query<Option<super::schema::TimeBound>>,
+        /// Only metrics this Prometheus selector selects (`{host=~"web-.*", region!="eu"}`,
+        /// optionally after a name); repeat for all of several. `tag.<key>=<text>` parameters
+        /// filter on a tag as on `GET /v1/metrics`.
+        #[oai(default, name = "match")]
+        _match: Query<Vec<String>>,
         /// Resume after this cursor (the `id` of the last frame handled).
         since: Query<Option<i64>>,
-        /// Start by replaying the stored metrics whose `ts` is at or after this ISO-8601
-        /// timestamp (in storage order), then go live. Ignored when `since` is given.
+        /// Start by replaying the stored metrics whose `ts` is at or after this instant (the
+        /// forms of `sts`), in storage order, then go live. Ignored when `since` is given.
         since_ts: Query<Option<super::schema::TimeBound>>,
     ) -> Result<StreamUpgraded, ApiError> {
-        super::query::check(req, &["since", "since_ts"])?;
-        let names = super::query::names(name.0.into_iter().map(|n| n.0).collect())?;
+        let params = super::params::Params::read(req, &["since", "since_ts"])?;
+        params.one("since")?;
+        params.one("since_ts")?;
+        let selection = params.selection()?;
         let admitted = self.state.live.admit(req)?;
         // Subscribe before anything is read from the database: nothing can fall in between.
         let rx = self.state.hub.subscribe();
@@ -117,7 +133,7 @@ impl StreamApi {
             // sees the upgrade has a higher id and is delivered.
             (None, None | Some("")) => Start::Now(self.state.store.last_id().await?),
             (None, Some(text)) => Start::FromTs(
-                Timestamp::parse(text)
+                Timestamp::parse_param(text, chrono::Utc::now())
                     .map_err(|err| {
                         ApiError::bad_request(
                             ErrorCode::InvalidTimestamp,
@@ -129,10 +145,7 @@ impl StreamApi {
         };
         let stream = LiveStream {
             store: self.state.store.clone(),
-            selection: Selection {
-                names,
-                ..Selection::default()
-            },
+            selection,
             shutdown: self.state.shutdown.clone(),
             heartbeat: HEARTBEAT,
         };

@@ -17,6 +17,7 @@ use poem::{
     IntoResponse, Request, Response,
 };
 use poem_openapi::{
+    param::Query,
     registry::{MetaResponse, MetaResponses, Registry},
     ApiResponse, OpenApi,
 };
@@ -46,7 +47,10 @@ impl LiveApi {
     /// Live metrics (WebSocket)
     ///
     /// Upgrades to a WebSocket on which the server sends, as one text frame each, every metric
-    /// committed from the moment of the request on: the JSON object as posted, in commit order.
+    /// committed from the moment of the request on that the selection parameters select (those
+    /// of `GET /v1/metrics`: `name`, `sts`, `ets`, `tag.<key>`, `match`; none means every
+    /// metric): the JSON object as posted, in commit order. An unknown parameter or a bad value
+    /// is a 400 before the upgrade.
     /// Messages from the client are ignored; one over 64 KiB closes the socket with 1009. A
     /// reader that falls more than the server's subscriber buffer behind is disconnected with
     /// close code 1013 and a reason saying how many metrics it missed; query `GET /v1/metrics` to
@@ -55,13 +59,32 @@ impl LiveApi {
     /// 426 with the JSON error `upgrade_required`; a browser page of a foreign `Origin` gets 403
     /// `forbidden`, and an upgrade over the server's socket cap 503 with `Retry-After`.
     #[oai(path = "/v1/ws", method = "get", operation_id = "liveMetrics")]
-    async fn live(&self, req: &Request, ws: WebSocket) -> Result<LiveUpgraded, ApiError> {
+    async fn live(
+        &self,
+        req: &Request,
+        ws: WebSocket,
+        /// Only metrics with this name; repeat the parameter for any of several names.
+        #[oai(default, name = "name")]
+        _name: Query<Vec<super::schema::NameFilter>>,
+        /// Only metrics with `ts` at or after this instant (inclusive): the forms of
+        /// `GET /v1/metrics`.
+        #[oai(name = "sts")]
+        _sts: Query<Option<super::schema::TimeBound>>,
+        /// Only metrics with `ts` at or before this instant (inclusive).
+        #[oai(name = "ets")]
+        _ets: Query<Option<super::schema::TimeBound>>,
+        /// Only metrics this Prometheus selector selects (`{host=~"web-.*", region!="eu"}`,
+        /// optionally after a name); repeat for all of several. `tag.<key>=<text>` parameters
+        /// filter on a tag as on `GET /v1/metrics`.
+        #[oai(default, name = "match")]
+        _match: Query<Vec<String>>,
+    ) -> Result<LiveUpgraded, ApiError> {
+        let selection = super::params::selection(req, &[])?;
         let admitted = self.state.live.admit(req)?;
         // Subscribe now, not after the handshake: a metric posted as soon as the client sees
         // the upgrade must reach it.
         let rx = self.state.hub.subscribe();
         let shutdown = self.state.shutdown.clone();
-        let selection = Selection::default();
         Ok(LiveUpgraded(socket::upgrade(
             ws,
             admitted,

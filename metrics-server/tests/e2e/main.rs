@@ -20,6 +20,7 @@ use metrics_test_support::on_both_backends;
 mod bulk;
 
 mod errors;
+mod filtered_live;
 mod idempotency;
 mod live;
 mod names;
