@@ -21,6 +21,9 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_create_metrics;
 mod m20261128_000002_create_idempotency_keys;
 mod m20261128_000003_create_tokens;
+mod m20261128_000004_series_catalog;
+
+pub use m20261128_000004_series_catalog::{canonical, digest, tags_of};
 
 /// Every migration of the schema, in order.
 pub struct Migrator;
@@ -32,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_create_metrics::Migration),
             Box::new(m20261128_000002_create_idempotency_keys::Migration),
             Box::new(m20261128_000003_create_tokens::Migration),
+            Box::new(m20261128_000004_series_catalog::Migration),
         ]
     }
 }

@@ -1,15 +1,23 @@
 //! Storage: the [`MetricStore`] trait the rest of the server talks to, and its SQL implementation.
 //!
-//! This module is the only place with SQL. [`SqlStore`] serves PostgreSQL and SQLite: reads
-//! through sea-orm, writes through one sqlx transaction each (`write`); [`connect`] opens either
+//! This module is the only place with SQL. [`SqlStore`] serves PostgreSQL and SQLite: reads,
+//! deletes and the catalog as sea-query statements (`filter` turns a [`Selection`] into
+//! conditions, `query` pages raw answers, `catalog` lists names and tags, `delete` deletes,
+//! `replay` feeds resumed streams), writes through one sqlx transaction each (`write`), which
+//! keeps the series catalog (`series`) that tag filters use. [`connect`] opens either backend
 //! from a URL with the settings each needs. [`StoreError`] says what a failure means for the
 //! client.
 
+mod catalog;
 mod connect;
+mod delete;
 mod disk;
-mod entity;
 mod error;
+mod filter;
+mod query;
 mod replay;
+mod schema;
+mod series;
 mod sql;
 mod token_entity;
 mod tokens;
@@ -162,3 +170,6 @@ pub trait MetricStore: Send + Sync + 'static {
         metrics: &[&NewMetric],
     ) -> Result<OnceOutcome, StoreError>;
 }
+
+#[cfg(test)]
+mod tests;

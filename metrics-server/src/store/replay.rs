@@ -2,49 +2,59 @@
 //! cursor before it switches to live metrics.
 
 use sea_orm::{
-    sea_query::Expr, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    sea_query::{Expr, Order, Query},
+    ConnectionTrait, DatabaseConnection,
 };
 
 use super::{
-    entity::{Column, Entity},
+    filter::{column, Filter, Resolve},
+    schema::Metrics,
     StoreError, StoredMetric,
 };
 use crate::selection::Selection;
 
-/// Up to `limit` metrics after `filter.after_id`, by id.
+/// Up to `limit` metrics `selection` selects with an id above `after_id`, by id.
 pub(super) async fn replay(
     db: &DatabaseConnection,
-    filter: &Selection,
+    selection: &Selection,
     after_id: i64,
     limit: u64,
 ) -> Result<Vec<StoredMetric>, StoreError> {
-    let mut select = Entity::find()
-        .select_only()
-        .columns([Column::Id, Column::Name, Column::Doc])
-        .filter(Expr::col(Column::Id).gt(after_id))
-        .order_by_asc(Column::Id)
-        .limit(limit);
-    if !filter.names.is_empty() {
-        select = select.filter(Column::Name.is_in(filter.names.clone()));
+    let filter = Filter::new(db, selection, true, Resolve::Ids).await?;
+    if filter.is_empty() {
+        return Ok(Vec::new());
     }
-    if let Some(start) = filter.start_micros {
-        select = select.filter(Expr::col(Column::Ts).gte(start));
-    }
-    let rows = select.into_tuple::<(i64, String, String)>().all(db).await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, name, doc)| StoredMetric { id, name, doc })
-        .collect())
+    let select = Query::select()
+        .columns([
+            (Metrics::Table, Metrics::Id),
+            (Metrics::Table, Metrics::Name),
+            (Metrics::Table, Metrics::Doc),
+        ])
+        .from(Metrics::Table)
+        .cond_where(filter.condition())
+        .and_where(Expr::col((Metrics::Table, Metrics::Id)).gt(after_id))
+        .order_by((Metrics::Table, Metrics::Id), Order::Asc)
+        .limit(limit)
+        .to_owned();
+    db.query_all(db.get_database_backend().build(&select))
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(StoredMetric {
+                id: row.try_get_by_index(0)?,
+                name: row.try_get_by_index(1)?,
+                doc: row.try_get_by_index(2)?,
+            })
+        })
+        .collect()
 }
 
 /// The highest id stored so far, or 0.
 pub(super) async fn last_id(db: &DatabaseConnection) -> Result<i64, StoreError> {
-    let max: Option<Option<i64>> = Entity::find()
-        .select_only()
-        .column_as(Column::Id.max(), "max_id")
-        .into_tuple::<Option<i64>>()
-        .one(db)
-        .await?;
-    Ok(max.flatten().unwrap_or(0))
+    let select = Query::select()
+        .expr(Expr::col((Metrics::Table, Metrics::Id)).max())
+        .from(Metrics::Table)
+        .to_owned();
+    let max: Vec<Option<i64>> = column(db, &select).await?;
+    Ok(max.into_iter().flatten().next().unwrap_or(0))
 }

@@ -14,9 +14,14 @@ use sqlx::{
     SqliteConnection,
 };
 
-use super::{NewMetric, OnceOutcome, StoreError};
+use migrations::digest;
 
-/// Rows per INSERT statement on SQLite: 4 bind parameters each stays far below its 32,766
+use super::{
+    series::{series_ids, Learned, NewSeries, SeriesCache},
+    NewMetric, OnceOutcome, StoreError,
+};
+
+/// Rows per INSERT statement on SQLite: 5 bind parameters each stays far below its 32,766
 /// parameters per statement.
 const ROWS_PER_STATEMENT: usize = 1000;
 
@@ -44,6 +49,18 @@ where
     result.map_err(StoreError::from)
 }
 
+/// Stores `metrics` with their series (see [`super::series`]) and returns their ids in order,
+/// with the series the cache may learn once the transaction has committed.
+pub(super) async fn store_metrics(
+    conn: &mut impl WriteConnection,
+    cache: &SeriesCache,
+    metrics: &[&NewMetric],
+) -> Result<(Vec<i64>, Learned), sqlx::Error> {
+    let (series, learned) = series_ids(conn, cache, metrics).await?;
+    let ids = conn.insert_rows(metrics, &series).await?;
+    Ok((ids, learned))
+}
+
 /// Stores `metrics` unless `key` was recorded within the last `window_micros`, in which case it
 /// stores nothing and returns what the first write stored. Run inside [`transaction`], so the
 /// metrics and the key are committed together or not at all: a retry after a lost answer finds
@@ -51,33 +68,82 @@ where
 /// window are deleted on the way, which is what bounds the table.
 pub(super) async fn insert_once(
     conn: &mut impl WriteConnection,
+    cache: &SeriesCache,
     key: &str,
     window_micros: i64,
     metrics: &[&NewMetric],
-) -> Result<OnceOutcome, sqlx::Error> {
+) -> Result<(OnceOutcome, Learned), sqlx::Error> {
     let now = chrono::Utc::now().timestamp_micros();
     conn.forget_keys_before(now.saturating_sub(window_micros))
         .await?;
     if let Some(stored) = conn.stored_under(key).await? {
-        return Ok(OnceOutcome::Repeated {
-            stored: u64::try_from(stored).unwrap_or(0),
-        });
+        let stored = u64::try_from(stored).unwrap_or(0);
+        return Ok((OnceOutcome::Repeated { stored }, Learned::default()));
     }
-    let ids = conn.insert_rows(metrics).await?;
+    let (ids, learned) = store_metrics(conn, cache, metrics).await?;
     conn.remember(key, now, ids.len() as i64).await?;
-    Ok(OnceOutcome::Stored(ids))
+    Ok((OnceOutcome::Stored(ids), learned))
 }
 
-/// The statements of the write path on one backend's connection, inside a transaction.
+/// The statements of the write path on one backend's connection, inside a transaction. Each
+/// backend's impl below is the one place its write SQL is spelled: sqlx statements, because
+/// the transaction must own its connection (see above) and because each backend's fastest bulk
+/// insert differs (multi-row `VALUES` on SQLite, array parameters on PostgreSQL).
 pub(super) trait WriteConnection {
-    /// Inserts `metrics` and returns their ids in the same order.
-    async fn insert_rows(&mut self, metrics: &[&NewMetric]) -> Result<Vec<i64>, sqlx::Error>;
+    /// Inserts `metrics`, of the series `series` (one id each), and returns their ids in order.
+    async fn insert_rows(
+        &mut self,
+        metrics: &[&NewMetric],
+        series: &[i64],
+    ) -> Result<Vec<i64>, sqlx::Error>;
+    /// Creates the series that do not exist yet and returns the id of each, in order.
+    async fn upsert_series(&mut self, series: &[NewSeries<'_>]) -> Result<Vec<i64>, sqlx::Error>;
+    /// Records the tags of `series` (ids `ids`), unless recorded already.
+    async fn insert_series_tags(
+        &mut self,
+        series: &[NewSeries<'_>],
+        ids: &[i64],
+    ) -> Result<(), sqlx::Error>;
     /// Deletes idempotency keys recorded before `micros`.
     async fn forget_keys_before(&mut self, micros: i64) -> Result<(), sqlx::Error>;
     /// How many metrics the write under `key` stored, if the key is recorded.
     async fn stored_under(&mut self, key: &str) -> Result<Option<i64>, sqlx::Error>;
     /// Records `key`, made at `micros`, as having stored `stored` metrics.
     async fn remember(&mut self, key: &str, micros: i64, stored: i64) -> Result<(), sqlx::Error>;
+}
+
+/// The id of each of `series` from the rows an upsert returned (`id, name, tags_sha`).
+fn ids_in_order(
+    series: &[NewSeries<'_>],
+    returned: Vec<(i64, String, String)>,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let by_key: std::collections::HashMap<(String, String), i64> = returned
+        .into_iter()
+        .map(|(id, name, sha)| ((name, sha), id))
+        .collect();
+    series
+        .iter()
+        .map(|s| {
+            by_key
+                .get(&(s.name.to_owned(), s.sha.clone()))
+                .copied()
+                .ok_or(sqlx::Error::RowNotFound)
+        })
+        .collect()
+}
+
+/// The `(series_id, key, value, value_sha)` rows of `series`: every tag but the empty texts,
+/// which read as absent.
+fn tag_rows<'a>(
+    series: &'a [NewSeries<'a>],
+    ids: &'a [i64],
+) -> impl Iterator<Item = (i64, &'a str, &'a str, String)> + 'a {
+    series.iter().zip(ids).flat_map(|(s, &id)| {
+        s.tags
+            .iter()
+            .filter(|(_, value)| !value.is_empty())
+            .map(move |(key, value)| (id, key.as_str(), value.as_str(), digest(value)))
+    })
 }
 
 // The idempotency statements are the same SQL on both backends (sqlx binds `$N` on SQLite too).
@@ -121,16 +187,27 @@ const REMEMBER: &str =
 
 impl WriteConnection for SqliteConnection {
     /// Multi-row `INSERT ... RETURNING id` statements.
-    async fn insert_rows(&mut self, metrics: &[&NewMetric]) -> Result<Vec<i64>, sqlx::Error> {
+    async fn insert_rows(
+        &mut self,
+        metrics: &[&NewMetric],
+        series: &[i64],
+    ) -> Result<Vec<i64>, sqlx::Error> {
         let mut ids = Vec::with_capacity(metrics.len());
-        for chunk in metrics.chunks(ROWS_PER_STATEMENT) {
-            let mut insert =
-                QueryBuilder::<Sqlite>::new("INSERT INTO metrics (name, ts, value, doc) ");
-            insert.push_values(chunk, |mut row, m| {
+        let rows: Vec<(&NewMetric, i64)> = metrics
+            .iter()
+            .copied()
+            .zip(series.iter().copied())
+            .collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO metrics (name, ts, value, doc, series_id) ",
+            );
+            insert.push_values(chunk, |mut row, (m, series)| {
                 row.push_bind(m.name.as_str())
                     .push_bind(m.ts_micros)
                     .push_bind(m.value)
-                    .push_bind(m.doc.as_str());
+                    .push_bind(m.doc.as_str())
+                    .push_bind(*series);
             });
             insert.push(" RETURNING id");
             let mut chunk_ids: Vec<i64> = insert.build_query_scalar().fetch_all(&mut *self).await?;
@@ -141,34 +218,133 @@ impl WriteConnection for SqliteConnection {
         Ok(ids)
     }
 
+    async fn upsert_series(&mut self, series: &[NewSeries<'_>]) -> Result<Vec<i64>, sqlx::Error> {
+        let mut returned = Vec::with_capacity(series.len());
+        for chunk in series.chunks(ROWS_PER_STATEMENT) {
+            let mut upsert =
+                QueryBuilder::<Sqlite>::new("INSERT INTO series (name, tags, tags_sha) ");
+            upsert.push_values(chunk, |mut row, s| {
+                row.push_bind(s.name)
+                    .push_bind(s.text.as_str())
+                    .push_bind(s.sha.as_str());
+            });
+            upsert.push(
+                " ON CONFLICT (name, tags_sha) DO UPDATE SET name = excluded.name \
+                 RETURNING id, name, tags_sha",
+            );
+            returned.extend(
+                upsert
+                    .build_query_as::<(i64, String, String)>()
+                    .fetch_all(&mut *self)
+                    .await?,
+            );
+        }
+        ids_in_order(series, returned)
+    }
+
+    async fn insert_series_tags(
+        &mut self,
+        series: &[NewSeries<'_>],
+        ids: &[i64],
+    ) -> Result<(), sqlx::Error> {
+        let rows: Vec<_> = tag_rows(series, ids).collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO series_tags (series_id, key, value, value_sha) ",
+            );
+            insert.push_values(chunk, |mut row, (id, key, value, sha)| {
+                row.push_bind(*id)
+                    .push_bind(*key)
+                    .push_bind(*value)
+                    .push_bind(sha.as_str());
+            });
+            insert.push(" ON CONFLICT DO NOTHING");
+            insert.build().execute(&mut *self).await?;
+        }
+        Ok(())
+    }
+
     idempotency_statements!();
 }
 
 impl WriteConnection for PgConnection {
-    /// One statement for the whole batch: four array parameters, unnested into rows.
+    /// One statement for the whole batch: five array parameters, unnested into rows.
     ///
     /// The profile of the multi-row `INSERT ... VALUES` showed the server building and binding
     /// 4,000 parameters per 1,000 rows and PostgreSQL planning a statement that large; arrays
     /// make it one bind per column and a plan that is the same for every batch size. Ids come
     /// from the sequence in row order, so sorting them gives the input order.
-    async fn insert_rows(&mut self, metrics: &[&NewMetric]) -> Result<Vec<i64>, sqlx::Error> {
+    async fn insert_rows(
+        &mut self,
+        metrics: &[&NewMetric],
+        series: &[i64],
+    ) -> Result<Vec<i64>, sqlx::Error> {
         let names: Vec<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
         let ts: Vec<i64> = metrics.iter().map(|m| m.ts_micros).collect();
         let values: Vec<Option<f64>> = metrics.iter().map(|m| m.value).collect();
         let docs: Vec<&str> = metrics.iter().map(|m| m.doc.as_str()).collect();
         let mut ids: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO metrics (name, ts, value, doc) \
-             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::float8[], $4::text[]) \
+            "INSERT INTO metrics (name, ts, value, doc, series_id) \
+             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::float8[], $4::text[], $5::int8[]) \
              RETURNING id",
         )
         .bind(names)
         .bind(ts)
         .bind(values)
         .bind(docs)
+        .bind(series)
         .fetch_all(self)
         .await?;
         ids.sort_unstable();
         Ok(ids)
+    }
+
+    async fn upsert_series(&mut self, series: &[NewSeries<'_>]) -> Result<Vec<i64>, sqlx::Error> {
+        let names: Vec<&str> = series.iter().map(|s| s.name).collect();
+        let texts: Vec<&str> = series.iter().map(|s| s.text.as_str()).collect();
+        let shas: Vec<&str> = series.iter().map(|s| s.sha.as_str()).collect();
+        let returned: Vec<(i64, String, String)> = sqlx::query_as(
+            "INSERT INTO series (name, tags, tags_sha) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]) \
+             ON CONFLICT (name, tags_sha) DO UPDATE SET name = EXCLUDED.name \
+             RETURNING id, name, tags_sha",
+        )
+        .bind(names)
+        .bind(texts)
+        .bind(shas)
+        .fetch_all(&mut *self)
+        .await?;
+        ids_in_order(series, returned)
+    }
+
+    async fn insert_series_tags(
+        &mut self,
+        series: &[NewSeries<'_>],
+        ids: &[i64],
+    ) -> Result<(), sqlx::Error> {
+        let (mut series_ids, mut keys, mut values, mut shas) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (id, key, value, sha) in tag_rows(series, ids) {
+            series_ids.push(id);
+            keys.push(key);
+            values.push(value);
+            shas.push(sha);
+        }
+        if series_ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO series_tags (series_id, key, value, value_sha) \
+             SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[]) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(series_ids)
+        .bind(keys)
+        .bind(values)
+        .bind(shas)
+        .execute(&mut *self)
+        .await?;
+        Ok(())
     }
 
     idempotency_statements!();
