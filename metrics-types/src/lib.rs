@@ -8,7 +8,7 @@
 //!   the time forms of query parameters ([`Timestamp::parse_param`]: Unix epochs with explicit
 //!   units, `now-15m`);
 //! - [`MetricValue`] and [`validate_name`]: what a metric may hold;
-//! - [`PostMetricsResponse`], [`NameList`] and [`ErrorBody`] with its [`ErrorCode`]s: what the
+//! - [`PostMetricsResponse`], [`NameList`], [`TagKeys`], [`TagValues`], [`DeleteResponse`] and [`ErrorBody`] with its [`ErrorCode`]s: what the
 //!   server answers;
 //! - [`StreamFrame`] and [`Limits`]: the resumable stream's frames and the published limits.
 //!
@@ -36,7 +36,7 @@ mod timestamp;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use metric::{validate_name, MetricValue, NameError, PostMetricsResponse, MAX_NAME_BYTES};
-pub use names::{NameList, NameSummary};
+pub use names::{DeleteResponse, NameList, NameSummary, TagKeys, TagValues};
 pub use stream::{Limits, StreamFrame};
 pub use time_param::{EpochUnit, TimeParamError, TIME_FORMS};
 pub use timestamp::{Timestamp, TimestampError};

@@ -1,22 +1,30 @@
-//! `POST /v1/metrics` and `GET /v1/metrics`: the original API's writes and range queries.
+//! `POST /v1/metrics`, `GET /v1/metrics` (filters, paging, formats) and `DELETE /v1/metrics`.
 
 use std::pin::Pin;
 
-use bytes::Bytes;
-use futures::{stream, Stream, StreamExt};
-use metrics_types::{ErrorCode, PostMetricsResponse, Timestamp};
-use poem::{Body, IntoResponse, Request, Response};
+use futures::{stream, StreamExt, TryStreamExt};
+use metrics_types::{DeleteResponse, PostMetricsResponse};
+use poem::Request;
 use poem_openapi::{
     param::{Header, Query},
-    payload::{Json, Payload},
-    registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry},
-    ApiResponse, OpenApi,
+    payload::Json,
+    OpenApi,
 };
 
-use super::{body::MetricsBody, error::ApiError, schema, ApiTags};
+use super::{
+    answer::{self, Format, MetricsAnswer},
+    body::MetricsBody,
+    error::ApiError,
+    param_types::{
+        AllParam, ColumnsParam, CursorParam, FormatParam, LimitParam, OrderParam, SelectorParam,
+        TimeParam,
+    },
+    params::{invalid, Params},
+    schema, ApiTags,
+};
 use crate::{
-    selection::{Page, Selection},
-    store::StoreError,
+    selection::{Cursor, Order, Page, RESERVED_KEYS},
+    store::Chunk,
     AppState,
 };
 
@@ -75,145 +83,228 @@ impl MetricsApi {
     /// Query metrics
     ///
     /// Returns the stored metrics matching every given parameter, as the JSON objects that were
-    /// posted, ordered by `ts` (ties in the order they were stored). Omitting a parameter means
-    /// "all": no parameter at all returns every metric. The answer is streamed from the database.
+    /// posted, ordered by `ts` (ties in the order they were stored; `order=desc` for newest
+    /// first). Omitting a parameter means "all": no parameter at all returns every metric.
+    ///
+    /// Filters: `name` (repeat for any of several), `sts`/`ets` (inclusive; ISO-8601, Unix
+    /// seconds such as `1700000000`, an epoch with its unit such as `1700000000000ms`, or
+    /// `now-15m`), `tag.<key>=<text>` for any extra key (repeat a key for any of several texts;
+    /// different keys must all hold; e.g. `tag.host=web-1`), and `match` with a Prometheus
+    /// selector. A tag is compared by its text: `tag.port=80` matches both `"port": 80` and
+    /// `"port": "80"`, `tag.up=true` both `true` and `"true"`; `tag.k=` matches metrics without
+    /// `k`.
+    ///
+    /// Paging: with `limit=n`, an answer of `n` metrics carries `Link: <...>; rel="next"`, the
+    /// same query with a `cursor`; following it never skips nor repeats a metric, whatever is
+    /// written meanwhile. Formats: `format=json|ndjson|csv`, or the `Accept` header.
+    ///
+    /// A parameter the route does not know is a 400 `unknown_parameter` naming it.
     #[oai(path = "/v1/metrics", method = "get", operation_id = "queryMetrics")]
+    #[allow(clippy::too_many_arguments)]
     async fn query_metrics(
         &self,
         req: &Request,
         /// Only metrics with this name; repeat the parameter for any of several names.
-        #[oai(default)]
+        #[oai(default, example = "example_name")]
         name: Query<Vec<schema::NameFilter>>,
-        /// Only metrics with `ts` at or after this ISO-8601 timestamp (inclusive).
-        sts: Query<Option<schema::TimeBound>>,
-        /// Only metrics with `ts` at or before this ISO-8601 timestamp (inclusive). Set `sts` and
-        /// `ets` equal for an exact timestamp.
-        ets: Query<Option<schema::TimeBound>>,
-    ) -> Result<MetricArray, ApiError> {
-        super::query::check(req, &["sts", "ets"])?;
-        let names = super::query::names(name.0.into_iter().map(|n| n.0).collect())?;
-        let start = parse_bound("sts", sts.0.map(|t| t.0))?;
-        let end = parse_bound("ets", ets.0.map(|t| t.0))?;
-        if let (Some(start), Some(end)) = (&start, &end) {
-            if start.timestamp_micros() > end.timestamp_micros() {
-                return Err(ApiError::bad_request(
-                    ErrorCode::InvalidRange,
-                    format!("sts ({start}) is after ets ({end}); swap them or widen the range"),
-                ));
+        /// Only metrics with `ts` at or after this time (inclusive): ISO-8601
+        /// (`2016-01-01T12:00:00Z`), Unix seconds (`1700000000`, `1700000000.5`), an epoch with
+        /// its unit (`1700000000000ms`, `...us`, `...ns`, `...s`), or `now`, `now-15m`, `now+1h`
+        /// (units `ms`, `s`, `m`, `h`, `d`, `w`). A bare number is always seconds.
+        sts: Query<Option<TimeParam>>,
+        /// Only metrics with `ts` at or before this time (inclusive), in the forms of `sts`. Set
+        /// `sts` and `ets` equal for an exact timestamp.
+        ets: Query<Option<TimeParam>>,
+        /// A Prometheus series selector the metrics must match, e.g.
+        /// `cpu{host=~"web-.*",region!="eu",canary=""}`: operators `=`, `!=`, `=~`, `!~`
+        /// (regular expressions match the whole text), `k=""` means `k` is absent; a name before
+        /// the braces narrows `name`. Repeat for several selectors that must all hold.
+        #[oai(name = "match", default)]
+        matches: Query<Vec<SelectorParam>>,
+        /// At most this many metrics (1 to 1000000). When that many are returned, the `Link`
+        /// header gives the next page.
+        limit: Query<Option<LimitParam>>,
+        /// `asc` (oldest first, the default) or `desc` (newest first); ties by storage order.
+        order: Query<Option<OrderParam>>,
+        /// Where the page starts: the opaque value from a previous answer's `Link` header.
+        cursor: Query<Option<CursorParam>>,
+        /// The answer's format: `json` (an array), `ndjson` (one object per line) or `csv`.
+        /// Without it, the `Accept` header chooses (`application/json`,
+        /// `application/x-ndjson`, `text/csv`); JSON by default.
+        format: Query<Option<FormatParam>>,
+        /// CSV only: extra keys to add as columns after `name,ts,value`, comma-separated,
+        /// e.g. `host,region`.
+        columns: Query<Option<ColumnsParam>>,
+    ) -> Result<MetricsAnswer, ApiError> {
+        let _ = (
+            name, sts, ets, matches, limit, order, cursor, format, columns,
+        );
+        let params = Params::read(req, &QUERY_PARAMS)?;
+        let selection = params.selection()?;
+        let page = page(&params)?;
+        let format = Format::choose(params.one("format")?, req)?;
+        let columns = columns_of(&params, format)?;
+        let chunks = self.state.store.query(selection, page, format.separator());
+        let Some(limit) = page.limit else {
+            let mut texts = chunks.map(|chunk| chunk.map(|chunk| chunk.text)).peekable();
+            // Fail with a proper status while we still can: once the body starts it is a 200.
+            if let Some(Err(_)) = Pin::new(&mut texts).peek().await {
+                if let Some(Err(err)) = texts.next().await {
+                    return Err(err.into());
+                }
             }
-        }
-        let selection = Selection {
-            names,
-            start_micros: start.map(|t| t.timestamp_micros()),
-            end_micros: end.map(|t| t.timestamp_micros()),
-            ..Selection::default()
+            return Ok(MetricsAnswer {
+                format,
+                body: answer::body(format, columns, texts),
+                link: None,
+            });
         };
-        let mut docs = self
-            .state
-            .store
-            .query(selection, Page::default(), ',')
-            .map(|chunk| chunk.map(|chunk| chunk.text))
-            .peekable();
-        // Fail with a proper status while we still can: once the body starts it is a 200.
-        if let Some(Err(_)) = Pin::new(&mut docs).peek().await {
-            if let Some(Err(err)) = docs.next().await {
-                return Err(err.into());
+        // A page: its last position goes in the `Link` header, so it is read before answering.
+        let chunks: Vec<Chunk> = chunks.try_collect().await?;
+        let rows: u64 = chunks.iter().map(|c| c.rows).sum();
+        let link = match chunks.last() {
+            Some(last) if rows >= limit => Some(next_link(req.uri().path(), &params, last.last)),
+            _ => None,
+        };
+        let texts = stream::iter(chunks.into_iter().map(|c| Ok(c.text)));
+        Ok(MetricsAnswer {
+            format,
+            body: answer::body(format, columns, texts),
+            link,
+        })
+    }
+
+    /// Delete metrics
+    ///
+    /// Deletes every stored metric the parameters select (the filters of `GET /v1/metrics`:
+    /// `name`, `sts`, `ets`, `tag.<key>`, `match`) in one transaction, and says how many. A
+    /// deleted metric never comes back from a query, a replay or a resumed stream. With no
+    /// filter at all the request is refused unless it says `all=true`. Needs scope `delete`.
+    #[oai(
+        path = "/v1/metrics",
+        method = "delete",
+        operation_id = "deleteMetrics"
+    )]
+    async fn delete_metrics(
+        &self,
+        req: &Request,
+        /// Only metrics with this name; repeat the parameter for any of several names.
+        #[oai(default, example = "example_name")]
+        name: Query<Vec<schema::NameFilter>>,
+        /// Only metrics with `ts` at or after this time (inclusive), in the forms of
+        /// `GET /v1/metrics`.
+        sts: Query<Option<TimeParam>>,
+        /// Only metrics with `ts` at or before this time (inclusive).
+        ets: Query<Option<TimeParam>>,
+        /// A Prometheus series selector the metrics must match, as for `GET /v1/metrics`.
+        #[oai(name = "match", default)]
+        matches: Query<Vec<SelectorParam>>,
+        /// `true` to delete every metric when no filter is given (required then, refused
+        /// otherwise as a safeguard); `false` or absent otherwise.
+        all: Query<Option<AllParam>>,
+    ) -> Result<Json<DeleteResponse>, ApiError> {
+        let _ = (name, sts, ets, matches, all);
+        let params = Params::read(req, &["all"])?;
+        let selection = params.selection()?;
+        let all = match params.one("all")? {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "query parameter `all`: {other:?} is neither true nor false"
+                )))
             }
+        };
+        if selection.is_everything() && !all {
+            return Err(invalid(
+                "query parameter `all`: no filter was given, which would delete every metric;                  add all=true to mean it, or filter with name, sts, ets, tag.<key> or match"
+                    .to_owned(),
+            ));
         }
-        Ok(MetricArray(Body::from_bytes_stream(json_array(docs))))
+        let deleted = self.state.store.delete(&selection).await?;
+        tracing::info!(deleted, "metrics deleted");
+        Ok(Json(DeleteResponse { deleted }))
     }
 }
 
-/// A query bound: absent or empty means unbounded.
-fn parse_bound(param: &str, value: Option<String>) -> Result<Option<Timestamp>, ApiError> {
-    match value.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(text) => Timestamp::parse(text).map(Some).map_err(|err| {
-            ApiError::bad_request(
-                ErrorCode::InvalidTimestamp,
-                format!("query parameter `{param}`: {err}"),
-            )
-        }),
-    }
-}
+/// The parameters of `GET /v1/metrics` besides the selection's.
+const QUERY_PARAMS: [&str; 5] = ["limit", "order", "cursor", "format", "columns"];
 
-/// Frames chunks of comma-joined stored objects as one JSON array, a chunk at a time.
-fn json_array(
-    chunks: impl Stream<Item = Result<String, StoreError>> + Send + 'static,
-) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    stream::unfold(
-        (chunks.boxed(), false, false),
-        |(mut chunks, started, done)| async move {
-            if done {
-                return None;
-            }
-            match chunks.next().await {
-                None => {
-                    let tail = if started { "]" } else { "[]" };
-                    Some((
-                        Ok(Bytes::from_static(tail.as_bytes())),
-                        (chunks, started, true),
+/// The largest `limit`.
+const MAX_LIMIT: u64 = 1_000_000;
+
+/// `limit`, `order` and `cursor`.
+fn page(params: &Params) -> Result<Page, ApiError> {
+    let limit = match params.one("limit")? {
+        None => None,
+        Some(text) => Some(
+            text.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "query parameter `limit`: {text:?} is not a whole number from 1 to                          {MAX_LIMIT}"
                     ))
-                }
-                Some(Ok(chunk)) if chunk.is_empty() => {
-                    Some((Ok(Bytes::new()), (chunks, started, false)))
-                }
-                Some(Ok(chunk)) => {
-                    let mut buf = String::with_capacity(chunk.len() + 1);
-                    buf.push(if started { ',' } else { '[' });
-                    buf.push_str(&chunk);
-                    Some((Ok(Bytes::from(buf)), (chunks, true, false)))
-                }
-                Some(Err(err)) => {
-                    // Too late for a status: cut the body so the client sees it incomplete.
-                    tracing::error!(error = %err, "query stream failed mid-answer");
-                    Some((Err(std::io::Error::other(err)), (chunks, started, true)))
-                }
-            }
-        },
-    )
-}
-
-/// A JSON array of metrics, streamed.
-pub(crate) struct MetricArray(Body);
-
-impl Payload for MetricArray {
-    const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
-
-    fn schema_ref() -> MetaSchemaRef {
-        schema::metric_array()
-    }
-
-    fn register(registry: &mut Registry) {
-        schema::register(registry);
-    }
-}
-
-impl IntoResponse for MetricArray {
-    fn into_response(self) -> Response {
-        Response::builder()
-            .content_type(Self::CONTENT_TYPE)
-            .body(self.0)
-    }
-}
-
-impl ApiResponse for MetricArray {
-    fn meta() -> MetaResponses {
-        MetaResponses {
-            responses: vec![MetaResponse {
-                description: "The matching metrics, as posted, ordered by `ts` then storage order.",
-                status: Some(200),
-                status_range: None,
-                content: vec![MetaMediaType {
-                    content_type: Self::CONTENT_TYPE,
-                    schema: Self::schema_ref(),
-                }],
-                headers: vec![],
-            }],
+                })?,
+        ),
+    };
+    let order = match params.one("order")? {
+        None | Some("asc") => Order::Asc,
+        Some("desc") => Order::Desc,
+        Some(other) => {
+            return Err(invalid(format!(
+                "query parameter `order`: {other:?} is not an order; expected asc or desc"
+            )))
         }
-    }
+    };
+    let after = match params.one("cursor")? {
+        None => None,
+        Some(text) => Some(Cursor::decode(text.trim()).ok_or_else(|| {
+            invalid(format!(
+                "query parameter `cursor`: {text:?} is not a cursor this server made; take it                  from the `Link` header of the previous page"
+            ))
+        })?),
+    };
+    Ok(Page {
+        order,
+        limit,
+        after,
+    })
+}
 
-    fn register(registry: &mut Registry) {
-        schema::register(registry);
+/// `columns` (CSV only): tag keys, comma-separated, none empty or reserved.
+fn columns_of(params: &Params, format: Format) -> Result<Vec<String>, ApiError> {
+    let Some(text) = params.one("columns")? else {
+        return Ok(Vec::new());
+    };
+    if format != Format::Csv {
+        return Err(invalid(
+            "query parameter `columns` applies to CSV answers only; add format=csv".to_owned(),
+        ));
     }
+    let columns: Vec<String> = text.split(',').map(|c| c.trim().to_owned()).collect();
+    if let Some(bad) = columns
+        .iter()
+        .find(|c| c.is_empty() || RESERVED_KEYS.contains(&c.as_str()))
+    {
+        return Err(invalid(format!(
+            "query parameter `columns`: {bad:?} is not a tag key (name, ts and value are              always the first columns); expected keys separated by commas, e.g. host,region"
+        )));
+    }
+    Ok(columns)
+}
+
+/// The `Link` header of the page after `last`: the same parameters, with `cursor` replaced.
+fn next_link(path: &str, params: &Params, last: Cursor) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in params.pairs().iter().filter(|(n, _)| n != "cursor") {
+        query.append_pair(name, value);
+    }
+    query.append_pair("cursor", &last.encode());
+    format!("<{path}?{}>; rel=\"next\"", query.finish())
+}
+
+fn example_name() -> Vec<schema::NameFilter> {
+    vec![schema::NameFilter("cpu".to_owned())]
 }

@@ -2,7 +2,8 @@
 //!
 //! | file | routes |
 //! | --- | --- |
-//! | `metrics.rs` | `POST /v1/metrics`, `GET /v1/metrics` |
+//! | `metrics.rs` | `POST /v1/metrics`, `GET /v1/metrics`, `DELETE /v1/metrics` |
+//! | `answer.rs` | the formats of `GET /v1/metrics` (JSON, NDJSON, CSV) and its `Link` header |
 //! | `names.rs` | `GET /v1/names` |
 //! | `ws.rs` | `GET /v1/ws` |
 //! | `stream.rs` | `GET /v1/stream` (resumable), `GET /v1/limits`; idempotent POSTs |
@@ -10,6 +11,7 @@
 //! | `tokens.rs` | `POST/GET /v1/tokens`, `DELETE /v1/tokens/{id}`: the admin API |
 //! | `assets.rs` | `GET /assets/{file}`: the live page's scripts and styles (not in the spec) |
 //! | `socket.rs` | what both WebSocket routes share: Origin check, cap, writes with a deadline |
+//! | `param_types.rs` | the read routes' parameters as the spec declares them |
 //! | `params.rs` | the read routes' query strings: known parameters only, and their [`Selection`](crate::selection::Selection) |
 //! | `query.rs` | reading query strings strictly (UTF-8, parameters given once) |
 //! | `body.rs`, `schema.rs` | reading POST bodies (type, encoding, limit; `ingest::parse` reads the metrics); the hand-written `Metric` schema |
@@ -18,6 +20,7 @@
 //! | `allow.rs` | the `Allow` header of every 405, from the spec's operations |
 
 mod allow;
+mod answer;
 mod assets;
 mod body;
 mod error;
@@ -25,6 +28,7 @@ mod health;
 mod idempotency;
 mod metrics;
 mod names;
+mod param_types;
 mod params;
 mod query;
 mod schema;

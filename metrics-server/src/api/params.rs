@@ -107,7 +107,6 @@ impl Params {
     }
 
     /// The parameters as decoded, in order (to rebuild a query, as the `Link` header does).
-    #[allow(dead_code)]
     pub(crate) fn pairs(&self) -> &[(String, String)] {
         &self.pairs
     }

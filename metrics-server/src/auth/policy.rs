@@ -51,7 +51,8 @@ pub(super) fn is_websocket_route(path: &str) -> bool {
     path == "/v1/ws" || path == "/v1/stream"
 }
 
-/// The checks a prefix-confined token needs before the handler: reads must name their metrics.
+/// The checks a prefix-confined token needs before the handler: reads (and deletes, and the tag
+/// catalog) must name their metrics.
 /// (`POST /v1/metrics` checks each metric's name once the body is parsed; `GET /v1/names` lists
 /// only the names within the prefixes.)
 pub(super) fn confine(
@@ -60,7 +61,12 @@ pub(super) fn confine(
     path: &str,
     uri: &Uri,
 ) -> Result<(), ApiError> {
-    let reads_by_name = (path == "/v1/metrics" && *method == Method::GET) || path == "/v1/stream";
+    // Routes whose answer or effect reaches metrics of any name unless `name=` narrows it.
+    let reads_by_name = (path == "/v1/metrics"
+        && (*method == Method::GET || *method == Method::DELETE))
+        || path == "/v1/stream"
+        || path == "/v1/tags"
+        || path.starts_with("/v1/tags/");
     if path == "/v1/ws" {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
