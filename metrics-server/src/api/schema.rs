@@ -173,45 +173,6 @@ documented_string!(
     max_length = Some(255)
 );
 
-/// A time bound of a query (`sts`, `ets`, `since_ts`): an ISO-8601 timestamp, or empty for no
-/// bound. `date-time` is the form the spec can name; a date alone and the other forms of
-/// `Metric.ts` are accepted too. The route parses it and says what is wrong.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct TimeBound(pub(crate) String);
-
-impl poem_openapi::types::Type for TimeBound {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = String;
-    type RawElementValueType = String;
-
-    fn name() -> std::borrow::Cow<'static, str> {
-        "string".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        let mut timestamp = MetaSchema::new("string");
-        timestamp.format = Some("date-time");
-        let mut empty = MetaSchema::new("string");
-        empty.max_length = Some(0);
-        let mut s = MetaSchema::new("string");
-        s.any_of = vec![inline(timestamp), inline(empty)];
-        inline(s)
-    }
-
-    fn as_raw_value(&self) -> Option<&String> {
-        Some(&self.0)
-    }
-
-    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
-        Box::new(std::iter::once(&self.0))
-    }
-}
-
-impl poem_openapi::types::ParseFromParameter for TimeBound {
-    fn parse_from_parameter(value: &str) -> poem_openapi::types::ParseResult<Self> {
-        Ok(TimeBound(value.to_owned()))
-    }
-}
 documented_string!(
     /// A string field of a JSON body that must be a JSON string.
     Text,

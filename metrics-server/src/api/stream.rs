@@ -99,29 +99,30 @@ impl StreamApi {
         /// Only metrics with `ts` at or after this instant (inclusive), live and replayed: the
         /// forms of `GET /v1/metrics`.
         #[oai(name = "sts")]
-        _sts: Query<Option<super::schema::TimeBound>>,
+        _sts: Query<Option<super::param_types::TimeParam>>,
         /// Only metrics with `ts` at or before this instant (inclusive), live and replayed.
         #[oai(name = "ets")]
-        _ets: Query<Option<super::schema::TimeBound>>,
+        _ets: Query<Option<super::param_types::TimeParam>>,
         /// Only metrics this Prometheus selector selects (`{host=~"web-.*", region!="eu"}`,
         /// optionally after a name); repeat for all of several. `tag.<key>=<text>` parameters
         /// filter on a tag as on `GET /v1/metrics`.
         #[oai(default, name = "match")]
-        _match: Query<Vec<String>>,
+        _match: Query<Vec<super::param_types::SelectorParam>>,
         /// Resume after this cursor (the `id` of the last frame handled).
         since: Query<Option<i64>>,
         /// Start by replaying the stored metrics whose `ts` is at or after this instant (the
         /// forms of `sts`), in storage order, then go live. Ignored when `since` is given.
-        since_ts: Query<Option<super::schema::TimeBound>>,
+        #[oai(name = "since_ts")]
+        _since_ts: Query<Option<super::param_types::TimeParam>>,
     ) -> Result<StreamUpgraded, ApiError> {
         let params = super::params::Params::read(req, &["since", "since_ts"])?;
         params.one("since")?;
-        params.one("since_ts")?;
+        let since_ts = params.one("since_ts")?.map(str::trim);
         let selection = params.selection()?;
         let admitted = self.state.live.admit(req)?;
         // Subscribe before anything is read from the database: nothing can fall in between.
         let rx = self.state.hub.subscribe();
-        let start = match (since.0, since_ts.0.as_ref().map(|t| t.0.trim())) {
+        let start = match (since.0, since_ts) {
             (Some(cursor), _) if cursor < 0 => {
                 return Err(ApiError::bad_request(
                     ErrorCode::InvalidParam,

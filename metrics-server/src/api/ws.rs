@@ -69,15 +69,15 @@ impl LiveApi {
         /// Only metrics with `ts` at or after this instant (inclusive): the forms of
         /// `GET /v1/metrics`.
         #[oai(name = "sts")]
-        _sts: Query<Option<super::schema::TimeBound>>,
+        _sts: Query<Option<super::param_types::TimeParam>>,
         /// Only metrics with `ts` at or before this instant (inclusive).
         #[oai(name = "ets")]
-        _ets: Query<Option<super::schema::TimeBound>>,
+        _ets: Query<Option<super::param_types::TimeParam>>,
         /// Only metrics this Prometheus selector selects (`{host=~"web-.*", region!="eu"}`,
         /// optionally after a name); repeat for all of several. `tag.<key>=<text>` parameters
         /// filter on a tag as on `GET /v1/metrics`.
         #[oai(default, name = "match")]
-        _match: Query<Vec<String>>,
+        _match: Query<Vec<super::param_types::SelectorParam>>,
     ) -> Result<LiveUpgraded, ApiError> {
         let selection = super::params::selection(req, &[])?;
         let admitted = self.state.live.admit(req)?;
