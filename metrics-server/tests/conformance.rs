@@ -70,7 +70,7 @@ async fn answers_as_the_spec_says(backend: Backend) {
         String::from_utf8_lossy(&output.stderr)
     );
     // It did test every operation of the spec, each phase included.
-    assert!(report.contains("Tested: 11"), "{report}");
+    assert!(report.contains("Tested: 14"), "{report}");
     assert!(report.contains("Stateful"), "{report}");
 }
 

@@ -96,7 +96,7 @@ impl NamesApi {
         /// The tag key (percent-encoded in the path if it holds `/` or other reserved
         /// characters).
         #[oai(example = "example_key")]
-        key: Path<String>,
+        key: Path<super::schema::TagKey>,
         /// Only metrics with this name; repeat the parameter for any of several names.
         #[oai(default, example = "example_name")]
         name: Query<Vec<schema::NameFilter>>,
@@ -105,7 +105,7 @@ impl NamesApi {
         matches: Query<Vec<SelectorParam>>,
     ) -> Result<Json<TagValues>, ApiError> {
         let _ = (name, matches);
-        let key = key.0;
+        let key = key.0 .0;
         if key.is_empty() || key.chars().any(char::is_control) {
             return Err(invalid(format!(
                 "path parameter `key`: {key:?} is not a tag key (non-empty, no control \
@@ -141,8 +141,8 @@ fn example_name() -> Vec<schema::NameFilter> {
     vec![schema::NameFilter("cpu".to_owned())]
 }
 
-fn example_key() -> String {
-    "host".to_owned()
+fn example_key() -> super::schema::TagKey {
+    super::schema::TagKey("host".to_owned())
 }
 
 fn summary(stats: NameStats) -> NameSummary {

@@ -38,12 +38,21 @@ pub(crate) fn register(registry: &mut Registry) {
                 inline(s)
             }),
             ("ts", {
-                let mut s = MetaSchema::new("string");
-                s.format = Some("date-time");
+                let mut iso = MetaSchema::new("string");
+                iso.format = Some("date-time");
+                let mut epoch = MetaSchema::new("number");
+                // Years 0001 to 9999 in seconds; in a smaller unit (`?precision=`) the same
+                // numbers are always within range too.
+                epoch.minimum = Some(-62_135_596_800.0);
+                epoch.maximum = Some(253_402_300_799.0);
+                let mut s = MetaSchema::new("");
+                s.any_of = vec![inline(iso), inline(epoch)];
                 s.description = Some(
-                    "When it was measured, ISO-8601: `2016-01-01`, `2016-01-01 12:00:00.000`, \
+                    "When it was measured. ISO-8601: `2016-01-01`, `2016-01-01 12:00:00.000`, \
                      `2016-01-01T12:00:00Z`, `2016-01-01T12:00:00+02:00` or `+0200`; no offset \
-                     means UTC. Returned as written; compared on the instant.",
+                     means UTC. Or a number: Unix seconds (`1451649600.5`), or the unit of the \
+                     request's `precision` parameter. Years 0001 to 9999. Returned as written; \
+                     compared on the instant.",
                 );
                 inline(s)
             }),
@@ -171,6 +180,15 @@ documented_string!(
     pattern = Some(r"^[\x21-\x7E]([\x20-\x7E]{0,253}[\x21-\x7E])?$"),
     format = None,
     max_length = Some(255)
+);
+
+documented_string!(
+    /// A tag key in a path (`/v1/tags/{key}/values`): non-empty, no control characters, as the
+    /// route checks.
+    TagKey,
+    pattern = Some(r"^[^\x00-\x1F\x7F-\x9F]+$"),
+    format = None,
+    max_length = None
 );
 
 documented_string!(

@@ -3,11 +3,13 @@
 
 - A serializer for `application/x-ndjson`, which `POST /v1/metrics` takes and schemathesis cannot
   send by itself: a batch (a JSON array) goes one element per line, any other value as one line.
-- A filter dropping the one generated query that OpenAPI cannot call invalid (see below).
+- A filter dropping the generated queries with `sts` after `ets`, which OpenAPI cannot call
+  invalid (see below).
 """
 
 import json
-from datetime import datetime
+import re
+from datetime import datetime, timezone
 
 import schemathesis
 
@@ -21,27 +23,71 @@ def ndjson(ctx, value):
     return "".join(line + "\n" for line in lines).encode("utf-8", "surrogatepass")
 
 
+_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_EPOCH_UNITS = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
 def _instant(value):
+    """A time parameter (ISO-8601, a Unix epoch with its unit, `now-15m`) as Unix seconds, or
+    None when it is not one (then the query is sent as it is)."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    relative = re.fullmatch(r"now(?:([+ -])([0-9]+)(ms|s|m|h|d|w))?", text)
+    if relative:
+        now = datetime.now(timezone.utc).timestamp()
+        if relative.group(1) is None:
+            return now
+        sign = -1.0 if relative.group(1) == "-" else 1.0
+        return now + sign * int(relative.group(2)) * _UNITS[relative.group(3)]
+    epoch = re.fullmatch(r"([+-]?[0-9]+(?:\.[0-9]+)?)(s|ms|us|µs|ns)?", text)
+    if epoch:
+        return float(epoch.group(1)) * _EPOCH_UNITS[epoch.group(2) or ""]
     try:
-        return datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(text)
     except (TypeError, ValueError):
         return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+_SELECTION = ("name", "sts", "ets", "match")
+
+
+def _given(query, name):
+    value = query.get(name)
+    if isinstance(value, list):
+        return any(str(v).strip() for v in value)
+    return value is not None and str(value).strip() != ""
 
 
 @schemathesis.hook
 def filter_query(ctx, query):
-    """`GET /v1/metrics` refuses `sts` after `ets` (400 `invalid_range`, documented): a rule across
-    two parameters that OpenAPI cannot state, so such generated queries are not "valid data".
-    Only that combination is dropped; any other query, valid or not, is sent."""
-    operation = ctx.operation
-    if operation is None or (operation.method.upper(), operation.path) != ("GET", "/v1/metrics"):
-        return True
+    """Drops the generated queries that break a documented rule across two parameters, which
+    OpenAPI cannot state (so they are not "valid data"); any other query, valid or not, is sent:
+
+    - `sts` after `ets`: 400 `invalid_range` on every route that takes them;
+    - `DELETE /v1/metrics` with no filter at all and no `all=true`: 400 naming `all`, so that
+      a forgotten filter never deletes everything;
+    - `columns` on `GET /v1/metrics` without `format=csv`: 400, columns exist in CSV only.
+    """
     if not isinstance(query, dict):
         return True
     start, end = _instant(query.get("sts")), _instant(query.get("ets"))
-    if start is None or end is None:
+    if start is not None and end is not None and start > end:
+        return False
+    operation = ctx.operation
+    if operation is None:
         return True
-    try:
-        return not start > end
-    except TypeError:  # one has an offset, the other not: not the case above
-        return True
+    route = (operation.method.upper(), operation.path)
+    if route == ("DELETE", "/v1/metrics"):
+        filtered = any(_given(query, n) for n in _SELECTION) or any(
+            str(k).startswith("tag.") for k in query
+        )
+        if not filtered and str(query.get("all", "")).strip() != "true":
+            return False
+    if route == ("GET", "/v1/metrics") and _given(query, "columns"):
+        if str(query.get("format", "")).strip() != "csv":
+            return False
+    return True
