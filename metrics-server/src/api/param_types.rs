@@ -168,7 +168,8 @@ declared_param!(
     /// `columns`: comma-separated tag keys (CSV only).
     ColumnsParam,
     || {
-        let mut s = string(Some(r"^[^,]+(,[^,]+)*$"));
+        // Empty means no extra column.
+        let mut s = string(Some(r"^([^,]+(,[^,]+)*)?$"));
         s.example = Some(json!("host,region"));
         inline(s)
     }

@@ -7,6 +7,7 @@
   invalid (see below).
 """
 
+import base64
 import json
 import re
 from datetime import datetime, timezone
@@ -55,6 +56,18 @@ def _instant(value):
 _SELECTION = ("name", "sts", "ets", "match")
 
 
+def _is_cursor(value):
+    """Whether `value` decodes as a cursor this server makes: base64url (no padding) of
+    `v1:<ts micros>:<id>`."""
+    if not isinstance(value, str):
+        return False
+    try:
+        text = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return re.fullmatch(r"v1:-?[0-9]+:-?[0-9]+", text) is not None
+
+
 def _given(query, name):
     value = query.get(name)
     if isinstance(value, list):
@@ -62,15 +75,18 @@ def _given(query, name):
     return value is not None and str(value).strip() != ""
 
 
-@schemathesis.hook
-def filter_query(ctx, query):
-    """Drops the generated queries that break a documented rule across two parameters, which
+def _acceptable(ctx, query):
+    """Whether a generated query keeps the documented rules across two parameters. Drops the
+    generated queries that break a documented rule across two parameters, which
     OpenAPI cannot state (so they are not "valid data"); any other query, valid or not, is sent:
 
     - `sts` after `ets`: 400 `invalid_range` on every route that takes them;
     - `DELETE /v1/metrics` with no filter at all and no `all=true`: 400 naming `all`, so that
       a forgotten filter never deletes everything;
-    - `columns` on `GET /v1/metrics` without `format=csv`: 400, columns exist in CSV only.
+    - `columns` on `GET /v1/metrics` without `format=csv`: 400, columns exist in CSV only;
+    - a `cursor` the server did not make: it is opaque (the spec says take it from the `Link`
+      header), so a random string of its alphabet is no more "valid data" than a random
+      password; a cursor refused is a 400 naming it.
     """
     if not isinstance(query, dict):
         return True
@@ -87,7 +103,23 @@ def filter_query(ctx, query):
         )
         if not filtered and str(query.get("all", "")).strip() != "true":
             return False
+    if route == ("GET", "/v1/metrics") and _given(query, "cursor"):
+        if not _is_cursor(query.get("cursor")):
+            return False
     if route == ("GET", "/v1/metrics") and _given(query, "columns"):
         if str(query.get("format", "")).strip() != "csv":
             return False
     return True
+
+
+@schemathesis.hook
+def filter_query(ctx, query):
+    """The rule of `_acceptable` for generated queries (the fuzzing phase)."""
+    return _acceptable(ctx, query)
+
+
+@schemathesis.hook
+def filter_case(ctx, case):
+    """The rule of `_acceptable` for whole cases, which the coverage phase builds without
+    calling `filter_query`."""
+    return _acceptable(ctx, case.query or {})
