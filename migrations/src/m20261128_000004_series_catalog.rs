@@ -6,9 +6,10 @@
 //!   `tags_sha` its SHA-256 ([`digest`]); the unique index is on `(name, tags_sha)` because a
 //!   PostgreSQL B-tree entry cannot hold an arbitrarily long text.
 //! - `series_tags(series_id, key, value, value_sha)`: the tags of each series, one row per key whose
-//!   text is not empty (an empty text, from `null`, reads as absent, so it has no row). The index
-//!   `(key, value_sha, series_id)` answers "which series have key = value", and its `key` prefix
-//!   "which values does key take".
+//!   text is not empty (an empty text, from `null`, reads as absent, so it has no row). `key` and
+//!   `value` hold the texts as JSON strings ([`quote`]): a JSON text may contain `\u0000`, which
+//!   a PostgreSQL `text` cannot. The index `(key, value_sha, series_id)` answers "which series
+//!   have key = value", and its `key` prefix "which values does key take".
 //! - `metrics.series_id`: the series of each metric, with the index `(series_id, ts, id)` that
 //!   serves a tag-filtered range query in result order.
 //!
@@ -68,6 +69,12 @@ pub fn tags_of(doc: &str) -> Option<BTreeMap<String, String>> {
 /// the same series when their names and canonical texts are equal.
 pub fn canonical(tags: &BTreeMap<String, String>) -> String {
     serde_json::to_string(tags).unwrap_or_default()
+}
+
+/// `text` as a JSON string: how `series_tags` keeps keys and values (any text, NUL included, on
+/// both backends). The server's store quotes the same way.
+fn quote(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
 }
 
 /// The SHA-256 of `text` in lower-case hex: what the catalog's indexes hold instead of
@@ -273,8 +280,8 @@ async fn create_series(
         insert
             .values([
                 id.into(),
-                key.as_str().into(),
-                value.as_str().into(),
+                quote(key).into(),
+                quote(value).into(),
                 digest(value).into(),
             ])
             .map_err(|err| DbErr::Custom(err.to_string()))?;

@@ -12,8 +12,8 @@ use sea_orm::{
 };
 
 use super::{
-    filter::{column, series_condition, Filter, Resolve},
-    schema::{Metrics, Series, SeriesTags},
+    filter::{column, series_condition, unquoted, Filter, Resolve},
+    schema::{quote, Metrics, Series, SeriesTags},
     NameStats, StoreError,
 };
 use crate::selection::Selection;
@@ -49,14 +49,15 @@ pub(super) async fn names(
         .await?
     {
         let name: String = row.try_get_by_index(0)?;
-        keys.entry(name).or_default().push(row.try_get_by_index(1)?);
+        let key: String = row.try_get_by_index(1)?;
+        keys.entry(name).or_default().push(key);
     }
     let mut names = rows
         .iter()
         .map(|row| {
             let name: String = row.try_get_by_index(0)?;
             let count: i64 = row.try_get_by_index(1)?;
-            let mut tag_keys = keys.remove(&name).unwrap_or_default();
+            let mut tag_keys = unquoted(keys.remove(&name).unwrap_or_default())?;
             tag_keys.sort_unstable();
             Ok(NameStats {
                 count: u64::try_from(count).unwrap_or_default(),
@@ -93,13 +94,15 @@ pub(super) async fn tag_values(
     let select = live_series(db, selection)
         .await?
         .column((SeriesTags::Table, SeriesTags::Value))
-        .and_where(Expr::col((SeriesTags::Table, SeriesTags::Key)).eq(key))
+        .and_where(Expr::col((SeriesTags::Table, SeriesTags::Key)).eq(quote(key)))
         .distinct()
         .to_owned();
     sorted(column(db, &select).await?)
 }
 
-fn sorted(mut texts: Vec<String>) -> Result<Vec<String>, StoreError> {
+/// Quoted texts of `series_tags`, unquoted and sorted.
+fn sorted(quoted: Vec<String>) -> Result<Vec<String>, StoreError> {
+    let mut texts = unquoted(quoted)?;
     texts.sort_unstable();
     Ok(texts)
 }

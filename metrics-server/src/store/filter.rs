@@ -16,7 +16,7 @@ use sea_orm::{
 };
 
 use super::{
-    schema::{Metrics, Series, SeriesTags},
+    schema::{quote, Metrics, Series, SeriesTags},
     StoreError,
 };
 use crate::selection::{MatchOp, Selection};
@@ -31,7 +31,7 @@ pub(super) enum SeriesSet {
     /// `(series_id, ts, id)` index of each.
     Ids(Vec<i64>),
     /// The ids this subquery yields.
-    Query(SelectStatement),
+    Query(Box<SelectStatement>),
 }
 
 /// A selection as conditions on `metrics`.
@@ -71,12 +71,12 @@ impl Filter {
                 .cond_where(series_condition(db, selection).await?)
                 .to_owned();
             Some(match resolve {
-                Resolve::Subquery => SeriesSet::Query(query),
+                Resolve::Subquery => SeriesSet::Query(Box::new(query)),
                 Resolve::Ids => {
                     let limited = query.clone().limit(MAX_LISTED_SERIES + 1).to_owned();
                     let ids = column::<i64>(db, &limited).await?;
                     if ids.len() as u64 > MAX_LISTED_SERIES {
-                        SeriesSet::Query(query)
+                        SeriesSet::Query(Box::new(query))
                     } else {
                         SeriesSet::Ids(ids)
                     }
@@ -115,7 +115,7 @@ impl Filter {
             None => {}
             Some(SeriesSet::Ids(ids)) => condition = condition.add(series.is_in(ids.clone())),
             Some(SeriesSet::Query(query)) => {
-                condition = condition.add(series.in_subquery(query.clone()));
+                condition = condition.add(series.in_subquery(query.as_ref().clone()));
             }
         }
         condition
@@ -145,10 +145,9 @@ pub(super) async fn series_condition(
                     .distinct()
                     .column(SeriesTags::Value)
                     .from(SeriesTags::Table)
-                    .and_where(Expr::col(SeriesTags::Key).eq(matcher.key.as_str()))
+                    .and_where(Expr::col(SeriesTags::Key).eq(quote(&matcher.key)))
                     .to_owned();
-                let passing: Vec<String> = column::<String>(db, &known)
-                    .await?
+                let passing: Vec<String> = unquoted(column::<String>(db, &known).await?)?
                     .into_iter()
                     .filter(|value| matcher.op.matches(value))
                     .map(|value| digest(&value))
@@ -160,7 +159,7 @@ pub(super) async fn series_condition(
         let tagged = Query::select()
             .column(SeriesTags::SeriesId)
             .from(SeriesTags::Table)
-            .and_where(Expr::col(SeriesTags::Key).eq(matcher.key.as_str()))
+            .and_where(Expr::col(SeriesTags::Key).eq(quote(&matcher.key)))
             .and_where(if absent_passes { passes.not() } else { passes })
             .to_owned();
         let id = Expr::col((Series::Table, Series::Id));
@@ -171,6 +170,16 @@ pub(super) async fn series_condition(
         });
     }
     Ok(condition)
+}
+
+/// Texts of `series_tags` (JSON strings) as they were tagged.
+pub(super) fn unquoted(quoted: Vec<String>) -> Result<Vec<String>, StoreError> {
+    quoted
+        .iter()
+        .map(|text| {
+            serde_json::from_str(text).map_err(|err| StoreError::Database(std::sync::Arc::new(err)))
+        })
+        .collect()
 }
 
 /// The first column of every row `select` yields.

@@ -35,6 +35,12 @@ pub(super) enum SeriesTags {
     ValueSha,
 }
 
+/// `text` as a JSON string: how `series_tags` keeps keys and values, since a JSON text may
+/// contain `\u0000`, which a PostgreSQL `text` cannot (as the migration that made the table).
+pub(super) fn quote(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
+}
+
 /// The backend behind `db`, matched explicitly: a backend the store was not written for is an
 /// error, never treated as one it was.
 pub(super) fn backend_of(db: &DatabaseConnection) -> Result<Backend, StoreError> {

@@ -523,7 +523,40 @@ async fn the_migration_gives_existing_rows_their_series(backend: Backend) {
     );
 }
 
+async fn any_text_is_a_tag(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = store(&db).await;
+    let long = "x".repeat(10_000);
+    let docs = [
+        r#"{"name":"t","value":0,"ts":1,"k\u0000":"nul \u0000 bell \u0007"}"#.to_owned(),
+        format!(r#"{{"name":"t","value":1,"ts":2,"k\u0000":"{long}","\ud83d\ude00":"\u00e9"}}"#),
+    ];
+    insert(&store, &docs).await;
+    let nul = by_tags(vec![tag("k\0", eq(&["nul \0 bell \u{7}"]))]);
+    assert_eq!(
+        seqs(&query_docs(&store, nul, Page::default()).await.0),
+        vec![0]
+    );
+    let long_one = by_tags(vec![tag("k\0", eq(&[long.as_str()]))]);
+    assert_eq!(
+        seqs(&query_docs(&store, long_one, Page::default()).await.0),
+        vec![1]
+    );
+    assert_eq!(
+        store.tag_keys(&Selection::default()).await.unwrap(),
+        vec!["k\0", "\u{1F600}"]
+    );
+    assert_eq!(
+        store
+            .tag_values("k\0", &Selection::default())
+            .await
+            .unwrap(),
+        vec!["nul \0 bell \u{7}".to_owned(), long]
+    );
+}
+
 on_both_backends!(
+    any_text_is_a_tag,
     every_operator_matches_as_the_live_rule,
     pages_never_skip_nor_repeat_under_writes,
     large_answers_come_in_bounded_chunks,

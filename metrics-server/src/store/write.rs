@@ -17,6 +17,7 @@ use sqlx::{
 use migrations::digest;
 
 use super::{
+    schema::quote,
     series::{series_ids, Learned, NewSeries, SeriesCache},
     NewMetric, OnceOutcome, StoreError,
 };
@@ -133,16 +134,16 @@ fn ids_in_order(
 }
 
 /// The `(series_id, key, value, value_sha)` rows of `series`: every tag but the empty texts,
-/// which read as absent.
+/// which read as absent; key and value quoted as JSON strings (see the migration).
 fn tag_rows<'a>(
     series: &'a [NewSeries<'a>],
     ids: &'a [i64],
-) -> impl Iterator<Item = (i64, &'a str, &'a str, String)> + 'a {
+) -> impl Iterator<Item = (i64, String, String, String)> + 'a {
     series.iter().zip(ids).flat_map(|(s, &id)| {
         s.tags
             .iter()
             .filter(|(_, value)| !value.is_empty())
-            .map(move |(key, value)| (id, key.as_str(), value.as_str(), digest(value)))
+            .map(move |(key, value)| (id, quote(key), quote(value), digest(value)))
     })
 }
 
@@ -254,8 +255,8 @@ impl WriteConnection for SqliteConnection {
             );
             insert.push_values(chunk, |mut row, (id, key, value, sha)| {
                 row.push_bind(*id)
-                    .push_bind(*key)
-                    .push_bind(*value)
+                    .push_bind(key.as_str())
+                    .push_bind(value.as_str())
                     .push_bind(sha.as_str());
             });
             insert.push(" ON CONFLICT DO NOTHING");
