@@ -114,12 +114,13 @@ impl MetricsApi {
         sts: Query<Option<TimeParam>>,
         /// Only metrics with `ts` at or before this time (inclusive), in the forms of `sts`. Set
         /// `sts` and `ets` equal for an exact timestamp.
+        #[oai(example = "example_end")]
         ets: Query<Option<TimeParam>>,
         /// A Prometheus series selector the metrics must match, e.g.
         /// `cpu{host=~"web-.*",region!="eu",canary=""}`: operators `=`, `!=`, `=~`, `!~`
         /// (regular expressions match the whole text), `k=""` means `k` is absent; a name before
         /// the braces narrows `name`. Repeat for several selectors that must all hold.
-        #[oai(name = "match", default)]
+        #[oai(name = "match", default, example = "example_match")]
         matches: Query<Vec<SelectorParam>>,
         /// At most this many metrics (1 to 1000000). When that many are returned, the `Link`
         /// header gives the next page.
@@ -132,8 +133,8 @@ impl MetricsApi {
         /// Without it, the `Accept` header chooses (`application/json`,
         /// `application/x-ndjson`, `text/csv`); JSON by default.
         format: Query<Option<FormatParam>>,
-        /// CSV only: extra keys to add as columns after `name,ts,value`, comma-separated,
-        /// e.g. `host,region`.
+        /// Extra keys to add as CSV columns after `name,ts,value`, comma-separated, e.g.
+        /// `host,region`. Implies `format=csv` (another `format` with it is a 400).
         columns: Query<Option<ColumnsParam>>,
     ) -> Result<MetricsAnswer, ApiError> {
         let _ = (
@@ -142,7 +143,11 @@ impl MetricsApi {
         let params = Params::read(req, &QUERY_PARAMS)?;
         let selection = params.selection()?;
         let page = page(&params)?;
-        let format = Format::choose(params.one("format")?, req)?;
+        // `columns` asks for CSV: it chooses the format when `format` does not.
+        let format = match (params.one("format")?, params.one("columns")?) {
+            (None, Some(_)) => Format::Csv,
+            (format, _) => Format::choose(format, req)?,
+        };
         let columns = columns_of(&params, format)?;
         let chunks = self.state.store.query(selection, page, format.separator());
         let Some(limit) = page.limit else {
@@ -195,9 +200,10 @@ impl MetricsApi {
         /// `GET /v1/metrics`.
         sts: Query<Option<TimeParam>>,
         /// Only metrics with `ts` at or before this time (inclusive).
+        #[oai(example = "example_end")]
         ets: Query<Option<TimeParam>>,
         /// A Prometheus series selector the metrics must match, as for `GET /v1/metrics`.
-        #[oai(name = "match", default)]
+        #[oai(name = "match", default, example = "example_match")]
         matches: Query<Vec<SelectorParam>>,
         /// `true` to delete every metric when no filter is given (required then, refused
         /// otherwise as a safeguard); `false` or absent otherwise.
@@ -217,7 +223,8 @@ impl MetricsApi {
         };
         if selection.is_everything() && !all {
             return Err(invalid(
-                "query parameter `all`: no filter was given, which would delete every metric;                  add all=true to mean it, or filter with name, sts, ets, tag.<key> or match"
+                "query parameter `all`: no filter was given, which would delete every metric; \
+                 add all=true to mean it, or filter with name, sts, ets, tag.<key> or match"
                     .to_owned(),
             ));
         }
@@ -244,7 +251,8 @@ fn page(params: &Params) -> Result<Page, ApiError> {
                 .filter(|n| (1..=MAX_LIMIT).contains(n))
                 .ok_or_else(|| {
                     invalid(format!(
-                        "query parameter `limit`: {text:?} is not a whole number from 1 to                          {MAX_LIMIT}"
+                        "query parameter `limit`: {text:?} is not a whole number from 1 to \
+                 {MAX_LIMIT}"
                     ))
                 })?,
         ),
@@ -262,7 +270,8 @@ fn page(params: &Params) -> Result<Page, ApiError> {
         None => None,
         Some(text) => Some(Cursor::decode(text.trim()).ok_or_else(|| {
             invalid(format!(
-                "query parameter `cursor`: {text:?} is not a cursor this server made; take it                  from the `Link` header of the previous page"
+                "query parameter `cursor`: {text:?} is not a cursor this server made; take it \
+                 from the `Link` header of the previous page"
             ))
         })?),
     };
@@ -280,7 +289,9 @@ fn columns_of(params: &Params, format: Format) -> Result<Vec<String>, ApiError> 
     };
     if format != Format::Csv {
         return Err(invalid(
-            "query parameter `columns` applies to CSV answers only; add format=csv".to_owned(),
+            "query parameter `columns` applies to CSV answers only; drop `format` or say \
+             format=csv"
+                .to_owned(),
         ));
     }
     let columns: Vec<String> = text.split(',').map(|c| c.trim().to_owned()).collect();
@@ -289,7 +300,8 @@ fn columns_of(params: &Params, format: Format) -> Result<Vec<String>, ApiError> 
         .find(|c| c.is_empty() || RESERVED_KEYS.contains(&c.as_str()))
     {
         return Err(invalid(format!(
-            "query parameter `columns`: {bad:?} is not a tag key (name, ts and value are              always the first columns); expected keys separated by commas, e.g. host,region"
+            "query parameter `columns`: {bad:?} is not a tag key (name, ts and value are \
+                 always the first columns); expected keys separated by commas, e.g. host,region"
         )));
     }
     Ok(columns)
@@ -307,4 +319,12 @@ fn next_link(path: &str, params: &Params, last: Cursor) -> String {
 
 fn example_name() -> Vec<schema::NameFilter> {
     vec![schema::NameFilter("cpu".to_owned())]
+}
+
+fn example_end() -> Option<TimeParam> {
+    Some(TimeParam("now".to_owned()))
+}
+
+pub(super) fn example_match() -> Vec<SelectorParam> {
+    vec![SelectorParam(r#"{host=~"web-.*",region!="eu"}"#.to_owned())]
 }

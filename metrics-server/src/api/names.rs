@@ -43,7 +43,7 @@ impl NamesApi {
         #[oai(default)]
         name: Query<Vec<schema::NameFilter>>,
         /// Only names with metrics matching this Prometheus selector, e.g. `{host="web-1"}`.
-        #[oai(name = "match", default)]
+        #[oai(name = "match", default, example = "super::metrics::example_match")]
         matches: Query<Vec<SelectorParam>>,
     ) -> Result<Json<NameList>, ApiError> {
         let _ = (name, matches);
@@ -71,7 +71,7 @@ impl NamesApi {
         #[oai(default, example = "example_name")]
         name: Query<Vec<schema::NameFilter>>,
         /// Only metrics matching this Prometheus selector.
-        #[oai(name = "match", default)]
+        #[oai(name = "match", default, example = "super::metrics::example_match")]
         matches: Query<Vec<SelectorParam>>,
     ) -> Result<Json<TagKeys>, ApiError> {
         let _ = (name, matches);
@@ -101,7 +101,7 @@ impl NamesApi {
         #[oai(default, example = "example_name")]
         name: Query<Vec<schema::NameFilter>>,
         /// Only metrics matching this Prometheus selector.
-        #[oai(name = "match", default)]
+        #[oai(name = "match", default, example = "super::metrics::example_match")]
         matches: Query<Vec<SelectorParam>>,
     ) -> Result<Json<TagValues>, ApiError> {
         let _ = (name, matches);

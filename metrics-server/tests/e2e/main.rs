@@ -18,6 +18,8 @@ mod common;
 use metrics_test_support::on_both_backends;
 
 mod bulk;
+mod catalog;
+mod delete;
 
 mod errors;
 mod filtered_live;
@@ -27,6 +29,7 @@ mod names;
 mod numeric_ts;
 mod openapi;
 mod original;
+mod query;
 mod retention;
 mod round_trip;
 mod shutdown;

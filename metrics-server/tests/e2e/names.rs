@@ -31,12 +31,14 @@ async fn lists_names_with_counts_and_time_spans(backend: Backend) {
                 "count": 3,
                 "first_ts": "2016-01-01T00:00:00.000000Z",
                 "last_ts": "2016-01-03T00:00:00.000001Z",
+                "tags": ["host"],
             },
             {
                 "name": "mem",
                 "count": 1,
                 "first_ts": "2016-01-01T00:00:00.500000Z",
                 "last_ts": "2016-01-01T00:00:00.500000Z",
+                "tags": [],
             },
         ]})
     );
@@ -51,7 +53,7 @@ async fn is_in_the_openapi_spec(backend: Backend) {
     let op = &spec["paths"]["/v1/names"]["get"];
     assert_eq!(op["operationId"], "listNames", "{op}");
     let schema = &spec["components"]["schemas"]["NameSummary"];
-    for field in ["name", "count", "first_ts", "last_ts"] {
+    for field in ["name", "count", "first_ts", "last_ts", "tags"] {
         let doc = schema["properties"][field]["description"]
             .as_str()
             .unwrap_or_default();
