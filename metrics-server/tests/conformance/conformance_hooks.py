@@ -3,7 +3,8 @@
 
 - A serializer for `application/x-ndjson`, which `POST /v1/metrics` takes and schemathesis cannot
   send by itself: a batch (a JSON array) goes one element per line, any other value as one line.
-- A filter dropping the generated queries with `sts` after `ets`, which OpenAPI cannot call
+- A filter dropping the generated cases that break a rule across parameters, which OpenAPI
+  cannot call
   invalid (see below).
 """
 
@@ -113,13 +114,7 @@ def _acceptable(ctx, query):
 
 
 @schemathesis.hook
-def filter_query(ctx, query):
-    """The rule of `_acceptable` for generated queries (the fuzzing phase)."""
-    return _acceptable(ctx, query)
-
-
-@schemathesis.hook
 def filter_case(ctx, case):
-    """The rule of `_acceptable` for whole cases, which the coverage phase builds without
-    calling `filter_query`."""
+    """The rules of `_acceptable`, on whole cases: every phase applies `filter_case` (the
+    examples phase hands `filter_query` the query before its examples are filled in)."""
     return _acceptable(ctx, case.query or {})
