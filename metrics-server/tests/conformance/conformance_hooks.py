@@ -4,8 +4,7 @@
 - A serializer for `application/x-ndjson`, which `POST /v1/metrics` takes and schemathesis cannot
   send by itself: a batch (a JSON array) goes one element per line, any other value as one line.
 - A filter dropping the generated cases that break a rule across parameters, which OpenAPI
-  cannot call
-  invalid (see below).
+  cannot call invalid (see below).
 """
 
 import base64
