@@ -89,6 +89,7 @@ impl StreamApi {
     /// server pings every 15 s and closes a socket silent for 45 s; clients should ping too. On
     /// shutdown it closes with 1001; on a database failure with 1011 (reconnect with `since`).
     #[oai(path = "/v1/stream", method = "get", operation_id = "streamMetrics")]
+    #[allow(clippy::too_many_arguments)] // the parameters, declared for the spec
     async fn stream(
         &self,
         req: &Request,
