@@ -89,6 +89,10 @@ struct BulkArgs {
     /// Distinct metric names; point `i` is named `m{i % names}`.
     #[arg(long, default_value_t = 100)]
     names: usize,
+    /// Distinct hosts: name `m{n}` is tagged `"host":"web-{n % hosts}"`; 0: every point is
+    /// tagged `"host":"bench"`.
+    #[arg(long, default_value_t = 0)]
+    hosts: usize,
     /// Index of the first point, so that successive loads continue each other's series.
     #[arg(long, default_value_t = 0)]
     first: usize,
@@ -156,7 +160,7 @@ fn point(i: usize, names: usize) -> (usize, i64) {
 }
 
 /// One request body of points `first..first + len`, in the target's format.
-fn body(target: Target, first: usize, len: usize, names: usize) -> String {
+fn body(target: Target, first: usize, len: usize, names: usize, hosts: usize) -> String {
     let mut out = String::with_capacity(len * 96);
     if target == Target::Json {
         out.push('[');
@@ -164,13 +168,17 @@ fn body(target: Target, first: usize, len: usize, names: usize) -> String {
     for i in first..first + len {
         let (name, secs) = point(i, names);
         let value = (i % 1000) as f64 / 10.0;
+        let host = match hosts {
+            0 => "bench".to_owned(),
+            hosts => format!("web-{}", name % hosts),
+        };
         match target {
             Target::Ndjson | Target::Json => {
                 if target == Target::Json && i > first {
                     out.push(',');
                 }
                 out.push_str(&format!(
-                    r#"{{"name":"m{name}","ts":"{}","value":{value},"host":"bench"}}"#,
+                    r#"{{"name":"m{name}","ts":"{}","value":{value},"host":"{host}"}}"#,
                     iso(secs)
                 ));
                 if target == Target::Ndjson {
@@ -178,11 +186,11 @@ fn body(target: Target, first: usize, len: usize, names: usize) -> String {
                 }
             }
             Target::Victoria => out.push_str(&format!(
-                "{{\"metric\":{{\"__name__\":\"m{name}\",\"host\":\"bench\"}},\"values\":[{value}],\"timestamps\":[{}]}}\n",
+                "{{\"metric\":{{\"__name__\":\"m{name}\",\"host\":\"{host}\"}},\"values\":[{value}],\"timestamps\":[{}]}}\n",
                 secs * 1000
             )),
             Target::Influx => out.push_str(&format!(
-                "m{name},host=bench value={value} {}\n",
+                "m{name},host={host} value={value} {}\n",
                 secs * 1_000_000_000
             )),
         }
@@ -213,7 +221,13 @@ async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
     let mut start = 0;
     while start < args.total {
         let len = batch.min(args.total - start);
-        let text = body(args.target, args.first + start, len, args.names.max(1));
+        let text = body(
+            args.target,
+            args.first + start,
+            len,
+            args.names.max(1),
+            args.hosts,
+        );
         let bytes = if args.gzip {
             gzip(&text)?
         } else {
@@ -443,12 +457,22 @@ mod tests {
 
     #[test]
     fn bodies_have_one_point_per_line_or_element() {
-        let ndjson = body(Target::Ndjson, 0, 3, 2);
+        let ndjson = body(Target::Ndjson, 0, 3, 2, 0);
         assert_eq!(ndjson.lines().count(), 3);
-        let json: serde_json::Value = serde_json::from_str(&body(Target::Json, 0, 3, 2)).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&body(Target::Json, 0, 3, 2, 0)).unwrap();
         assert_eq!(json.as_array().map(Vec::len), Some(3));
         assert_eq!(json[2]["name"], "m0");
         assert_eq!(json[2]["ts"], "2016-01-01T00:00:01Z");
+    }
+
+    #[test]
+    fn hosts_tag_each_name_with_one_host() {
+        let json: serde_json::Value =
+            serde_json::from_str(&body(Target::Json, 105, 3, 1000, 100)).unwrap();
+        assert_eq!(json[2]["name"], "m107");
+        assert_eq!(json[2]["host"], "web-7");
+        assert!(body(Target::Influx, 1107, 1, 1000, 100).starts_with("m107,host=web-7 "));
     }
 
     #[test]

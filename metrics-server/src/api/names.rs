@@ -15,7 +15,7 @@ use poem_openapi::{
 
 use super::{
     error::ApiError,
-    param_types::SelectorParam,
+    param_types::{SelectorParam, TagKeyParam},
     params::{invalid, Params},
     schema, ApiTags,
 };
@@ -33,8 +33,7 @@ impl NamesApi {
     /// Every distinct metric name stored, ordered by name, with how many metrics carry it, the
     /// earliest and latest `ts` among them (UTC) and its tag keys. Use a name and its span to
     /// query `GET /v1/metrics?name=..&sts=..&ets=..`. `name`, `tag.<key>=<text>` and `match`
-    /// narrow the list (to the names having such metrics; the counts and spans stay the
-    /// name's whole).
+    /// narrow the list, and each name's count, span and tag keys, to the matching metrics.
     #[oai(path = "/v1/names", method = "get", operation_id = "listNames")]
     async fn list_names(
         &self,
@@ -96,7 +95,7 @@ impl NamesApi {
         /// The tag key (percent-encoded in the path if it holds `/` or other reserved
         /// characters).
         #[oai(example = "example_key")]
-        key: Path<super::schema::TagKey>,
+        key: Path<TagKeyParam>,
         /// Only metrics with this name; repeat the parameter for any of several names.
         #[oai(default, example = "example_name")]
         name: Query<Vec<schema::NameFilter>>,
@@ -141,8 +140,8 @@ fn example_name() -> Vec<schema::NameFilter> {
     vec![schema::NameFilter("cpu".to_owned())]
 }
 
-fn example_key() -> super::schema::TagKey {
-    super::schema::TagKey("host".to_owned())
+fn example_key() -> TagKeyParam {
+    TagKeyParam("host".to_owned())
 }
 
 fn summary(stats: NameStats) -> NameSummary {

@@ -44,6 +44,9 @@ async fn lists_names_tag_keys_and_values(backend: Backend) {
     let (_, names) = server.get("/v1/names?tag.host=db-1").await;
     assert_eq!(tags_of(&names).len(), 1, "{names}");
     assert_eq!(names["names"][0]["name"], "mem");
+    // Counts and keys are of the matching metrics.
+    assert_eq!(names["names"][0]["count"], 1, "{names}");
+    assert_eq!(names["names"][0]["tags"], json!(["host", "up"]), "{names}");
     let (_, names) = server.get("/v1/names?match=%7Bregion!%3D%22%22%7D").await;
     assert_eq!(names["names"][0]["name"], "cpu", "{names}");
     assert_eq!(names["names"].as_array().unwrap().len(), 1, "{names}");

@@ -47,6 +47,7 @@ struct Tokens {
     write: String,
     /// read + write: every scope but admin.
     read_write: String,
+    delete: String,
     admin: String,
 }
 
@@ -73,6 +74,7 @@ async fn start_with_tokens(db: &TestDb) -> (TestServer, Tokens, TokenStore) {
         read: create(&store, &[Scope::Read], &[]).await.0,
         write: create(&store, &[Scope::Write], &[]).await.0,
         read_write: create(&store, &[Scope::Read, Scope::Write], &[]).await.0,
+        delete: create(&store, &[Scope::Delete], &[]).await.0,
         admin: create(&store, &[Scope::Admin], &[]).await.0,
     };
     let server = TestServer::start(db).await;
@@ -146,6 +148,7 @@ enum Needs {
     AnyToken,
     Read,
     Write,
+    Delete,
     Admin,
 }
 
@@ -158,6 +161,19 @@ async fn every_route_answers_each_credential_as_its_scope_says(backend: Backend)
         (Method::POST, "/v1/metrics", Needs::Write, StatusCode::OK),
         (Method::GET, "/v1/metrics", Needs::Read, StatusCode::OK),
         (Method::GET, "/v1/names", Needs::Read, StatusCode::OK),
+        (Method::GET, "/v1/tags", Needs::Read, StatusCode::OK),
+        (
+            Method::GET,
+            "/v1/tags/host/values",
+            Needs::Read,
+            StatusCode::OK,
+        ),
+        (
+            Method::DELETE,
+            "/v1/metrics?name=nothing.here",
+            Needs::Delete,
+            StatusCode::OK,
+        ),
         (Method::GET, "/v1/limits", Needs::AnyToken, StatusCode::OK),
         (
             Method::POST,
@@ -200,8 +216,11 @@ async fn every_route_answers_each_credential_as_its_scope_says(backend: Backend)
     }
     for op in &in_spec {
         let covered = routes.iter().any(|(m, p, ..)| {
+            let p = p.split('?').next().unwrap_or(p);
             let p = if p.starts_with("/v1/tokens/") {
                 "/v1/tokens/{id}"
+            } else if p.starts_with("/v1/tags/") {
+                "/v1/tags/{key}/values"
             } else {
                 p
             };
@@ -219,6 +238,7 @@ async fn every_route_answers_each_credential_as_its_scope_says(backend: Backend)
             Needs::Nothing | Needs::AnyToken => (&t.read, None),
             Needs::Read => (&t.read, Some(&t.write)),
             Needs::Write => (&t.write, Some(&t.read)),
+            Needs::Delete => (&t.delete, Some(&t.read_write)),
             Needs::Admin => (&t.admin, Some(&t.read_write)),
         };
         if *needs == Needs::Nothing {
@@ -450,6 +470,28 @@ async fn prefix_confined_tokens_stay_within_their_names(backend: Backend) {
     )
     .await;
     assert_forbidden("a name outside", &outside);
+    // Deletes and the tag catalog name their metrics too, within the prefixes.
+    for (method, path) in [
+        (Method::DELETE, "/v1/metrics?tag.host=a"),
+        (Method::DELETE, "/v1/metrics?name=mem.used"),
+        (Method::GET, "/v1/tags"),
+        (Method::GET, "/v1/tags/host/values?name=mem.used"),
+    ] {
+        let (confined_delete, _) = create(&store, &[Scope::Read, Scope::Delete], &["cpu."]).await;
+        assert_forbidden(
+            &format!("{method} {path}"),
+            &call(&server, &method, path, Some(&confined_delete)).await,
+        );
+    }
+    let (confined_delete, _) = create(&store, &[Scope::Delete], &["cpu."]).await;
+    let (status, _, body) = call(
+        &server,
+        &Method::DELETE,
+        "/v1/metrics?name=cpu.nothing",
+        Some(&confined_delete),
+    )
+    .await;
+    assert_eq!((status.as_u16(), body), (200, json!({"deleted": 0})));
     // The name list is confined, not refused.
     let (status, _, body) = call(&server, &Method::GET, "/v1/names", Some(&cpu)).await;
     assert_eq!(status, 200);
@@ -587,7 +629,7 @@ async fn the_store_holds_only_a_hash_and_the_admin_api_shows_the_token_once(back
         ))
         .await
         .unwrap();
-    assert_eq!(rows.len(), 5);
+    assert_eq!(rows.len(), 6, "the five of start_with_tokens and grafana");
     let mut dump = String::new();
     let mut hashes = Vec::new();
     for row in &rows {
