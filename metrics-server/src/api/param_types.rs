@@ -186,6 +186,17 @@ declared_param!(
     }
 );
 
+declared_param!(
+    /// A tag key in a path: non-empty, no control characters.
+    TagKeyParam,
+    || {
+        let mut s = string(Some(r"^[^\x00-\x1F\x7F-\x9F]+$"));
+        s.min_length = Some(1);
+        s.example = Some(json!("host"));
+        inline(s)
+    }
+);
+
 #[cfg(test)]
 mod tests {
     //! The declared patterns against the parsers: whatever a pattern matches, the route

@@ -183,15 +183,6 @@ documented_string!(
 );
 
 documented_string!(
-    /// A tag key in a path (`/v1/tags/{key}/values`): non-empty, no control characters, as the
-    /// route checks.
-    TagKey,
-    pattern = Some(r"^[^\x00-\x1F\x7F-\x9F]+$"),
-    format = None,
-    max_length = None
-);
-
-documented_string!(
     /// A string field of a JSON body that must be a JSON string.
     Text,
     pattern = None,
