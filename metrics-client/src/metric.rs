@@ -162,7 +162,21 @@ impl<'de> Visitor<'de> for MetricVisitor {
                         }
                     })
                 }
-                "ts" => ts = Some(map.next_value::<Timestamp>()?),
+                // A number is Unix seconds, as the server reads it by default. The server returns
+                // `ts` as it was sent, so a number posted with `?precision=ms` (or us, ns) is
+                // read here as seconds: far in the future, or refused beyond year 9999.
+                "ts" => {
+                    ts = Some(match map.next_value::<Value>()? {
+                        Value::String(text) => {
+                            Timestamp::parse(&text).map_err(de::Error::custom)?
+                        }
+                        Value::Number(n) => {
+                            Timestamp::from_epoch(&n.to_string(), metrics_types::EpochUnit::Seconds)
+                                .map_err(de::Error::custom)?
+                        }
+                        _ => return Err(de::Error::custom("ts: expected a string or a number")),
+                    })
+                }
                 _ => {
                     extra.insert(key, map.next_value()?);
                 }
@@ -180,6 +194,13 @@ impl<'de> Visitor<'de> for MetricVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_numeric_ts_is_unix_seconds() {
+        let metric: Metric =
+            serde_json::from_str(r#"{"name":"a","value":1,"ts":1451649600.5}"#).unwrap();
+        assert_eq!(metric.ts.timestamp_micros(), 1_451_649_600_500_000);
+    }
 
     #[test]
     fn refuses_non_finite_values_and_reserved_keys() {
@@ -214,6 +235,7 @@ mod tests {
             r#"{"name":"a","value":1}"#,
             r#"{"name":"a","value":[1],"ts":"2016-01-01"}"#,
             r#"{"name":"a","value":1,"ts":"yesterday"}"#,
+            r#"{"name":"a","value":1,"ts":true}"#,
             r#"[1]"#,
         ] {
             assert!(serde_json::from_str::<Metric>(bad).is_err(), "{bad}");

@@ -137,6 +137,23 @@ pub struct Config {
     #[arg(long, env = "METRICS_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
 
+    /// Remove metrics older than this (by their `ts`), e.g. `30d`; or, as `PREFIX=AGE`, those
+    /// whose name starts with `PREFIX` (`debug.=1d`). Repeat for several rules; the longest
+    /// matching prefix wins, and `PREFIX=forever` exempts a prefix. Ages take `s`, `m`, `h`, `d`
+    /// or `w`. Without a rule, metrics are kept forever. In the environment, separate rules
+    /// with commas.
+    #[arg(long = "retention", env = "METRICS_RETENTION", value_delimiter = ',')]
+    pub retention: Vec<crate::retention::RetentionSpec>,
+
+    /// How often the retention task looks for expired metrics (the first pass runs at start).
+    #[arg(long, env = "METRICS_RETENTION_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub retention_interval: Duration,
+
+    /// Most expired metrics the retention task deletes in one transaction; it yields to other
+    /// work between two, so writes never wait behind a long delete.
+    #[arg(long, env = "METRICS_RETENTION_BATCH", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub retention_batch: u64,
+
     /// Without a command, serve.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -259,6 +276,31 @@ mod tests {
         assert_eq!(c.ws_write_timeout, Duration::from_secs(10));
         assert!(c.allowed_origins.is_empty());
         assert_eq!(c.min_free_disk, 100 << 20);
+        assert!(c.retention.is_empty());
+        assert_eq!(
+            (c.retention_interval, c.retention_batch),
+            (Duration::from_secs(60), 1000)
+        );
+    }
+
+    #[test]
+    fn retention_rules_repeat_and_bad_ones_are_named() {
+        let c = Config::parse_from([
+            "metrics-server",
+            "--retention",
+            "30d",
+            "--retention",
+            "debug.=1d",
+        ]);
+        let rules: Vec<String> = c.retention.iter().map(ToString::to_string).collect();
+        assert_eq!(rules, ["30d", "debug.=1d"]);
+        let err = Config::try_parse_from(["metrics-server", "--retention", "30 days"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--retention") && err.contains("unknown unit"),
+            "{err}"
+        );
     }
 
     #[test]

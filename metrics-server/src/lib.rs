@@ -13,6 +13,7 @@
 //! | [`config`] | the clap [`Config`]: flags, environment variables, defaults |
 //! | `api` | the HTTP routes (poem-openapi), reading requests off the wire, the one JSON error |
 //! | [`ingest`] | the write path: parsing posted metrics (`ingest::parse`), group commit, hand-off to the hub |
+//! | [`retention`] | `--retention`: removing expired metrics in the background |
 //! | [`selection`] | which metrics a read means: names, range, tag matchers; paging cursors |
 //! | [`monitor`] | self-monitoring: the server's own metrics for `GET /metrics` |
 //! | [`hub`] | fan-out of committed metrics to live subscribers, and its lag policy |
@@ -42,6 +43,7 @@ pub mod config;
 pub mod hub;
 pub mod ingest;
 pub mod monitor;
+pub mod retention;
 pub mod selection;
 pub mod store;
 pub mod telemetry;
@@ -93,6 +95,8 @@ pub struct Server {
     state: AppState,
     /// Ends once every handle to the writer is dropped and its queue drained.
     writer: JoinHandle<()>,
+    /// The retention task (`--retention`); ends when the server shuts down.
+    retention: JoinHandle<()>,
     /// How long shutdown waits for requests in flight.
     shutdown_timeout: Duration,
     /// The transport's deadlines and limits.
@@ -102,6 +106,7 @@ pub struct Server {
 impl Server {
     /// Connects to the configured database, applies migrations and starts the writer.
     pub async fn start(config: &Config) -> anyhow::Result<Server> {
+        retention::plan(&config.retention).map_err(anyhow::Error::msg)?;
         let db = store::connect(&config.database_url, config.db_connections)
             .await
             .with_context(|| {
@@ -118,6 +123,8 @@ impl Server {
 
     /// A server over any [`MetricStore`], configured by `config` (its database URL is unused).
     /// It has no token store: with `--auth on` only the configured admin token is accepted.
+    /// Its retention task starts at once (see [`retention`]); conflicting `--retention` rules,
+    /// which [`Server::start`] refuses, are logged and then none is applied.
     pub fn with_store(store: Arc<dyn MetricStore>, config: &Config) -> Server {
         let hub = Hub::new(config.subscriber_buffer);
         let monitor = Arc::new(monitor::Monitor::new());
@@ -127,12 +134,26 @@ impl Server {
             config.max_commit,
             monitor.clone(),
         );
+        let shutdown = CancellationToken::new();
+        let policies = retention::plan(&config.retention).unwrap_or_else(|err| {
+            tracing::error!(error = %err, "retention is off");
+            Vec::new()
+        });
+        let retention = retention::spawn(
+            store.clone(),
+            policies,
+            retention::Schedule {
+                interval: config.retention_interval,
+                batch: config.retention_batch,
+            },
+            shutdown.clone(),
+        );
         Server {
             state: AppState {
                 store,
                 ingest,
                 hub,
-                shutdown: CancellationToken::new(),
+                shutdown,
                 body_limit: config.body_limit,
                 idempotency_window: config.idempotency_window,
                 auth: auth::Auth::without_store(config),
@@ -141,6 +162,7 @@ impl Server {
                 monitor,
             },
             writer,
+            retention,
             shutdown_timeout: config.shutdown_timeout,
             limits: transport::Limits::from_config(config),
         }
@@ -171,22 +193,31 @@ impl Server {
         let Server {
             state,
             writer,
+            retention,
             shutdown_timeout,
             limits,
         } = self;
         let token = state.shutdown.clone();
+        let stop_retention = state.shutdown.clone();
         let app = api::routes(state);
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down: finishing requests in flight");
             token.cancel();
         };
-        transport::serve(listener, app, limits, signal, shutdown_timeout).await?;
+        let served = transport::serve(listener, app, limits, signal, shutdown_timeout).await;
+        // Normally cancelled by the signal already; also when the transport failed.
+        stop_retention.cancel();
+        served?;
         // The service (and with it every handle to the writer) is gone: the writer drains its
         // queue and stops.
         match tokio::time::timeout(shutdown_timeout, writer).await {
             Ok(joined) => joined.context("the ingest writer panicked")?,
             Err(_) => tracing::warn!("the ingest writer did not drain in time"),
+        }
+        match tokio::time::timeout(shutdown_timeout, retention).await {
+            Ok(joined) => joined.context("the retention task panicked")?,
+            Err(_) => tracing::warn!("the retention task did not stop in time"),
         }
         tracing::info!("stopped");
         Ok(())

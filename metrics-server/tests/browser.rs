@@ -1,5 +1,6 @@
-//! The live page at `/` in a real headless Chromium: runs the node tests in `tests/browser/`
-//! against the server binary cargo just built, on SQLite and on PostgreSQL.
+//! The live page at `/` and Swagger UI's "Try it out" at `/docs` in a real headless Chromium:
+//! runs the node tests in `tests/browser/` against the server binary cargo just built, on SQLite
+//! and on PostgreSQL.
 //!
 //! ```text
 //! cargo test -p metrics-server --test browser

@@ -23,7 +23,7 @@ use poem_openapi::{
 
 use super::{error::ApiError, schema};
 use crate::{
-    ingest::parse::{parse_metrics, parse_ndjson, ParseError},
+    ingest::parse::{parse_metrics, parse_ndjson, ParseError, Precision},
     store::NewMetric,
 };
 
@@ -114,17 +114,18 @@ impl<'a> ApiExtractor<'a> for MetricsBody {
                 }
             },
         };
+        let precision = precision(request)?;
         let limit = request.data::<BodyLimit>().map_or(usize::MAX, |l| l.0);
         let bytes = read_limited(request, body.take()?, limit).await?;
         let metrics = if gzip {
             // Decompressing and parsing a large batch takes milliseconds: off the async threads.
             tokio::task::spawn_blocking(move || {
-                gunzip(&bytes, limit).and_then(|plain| format.parse(&plain))
+                gunzip(&bytes, limit).and_then(|plain| format.parse(&plain, precision))
             })
             .await
             .map_err(|err| ApiError::internal(&err))??
         } else {
-            format.parse(&bytes)?
+            format.parse(&bytes, precision)?
         };
         Ok(MetricsBody(metrics))
     }
@@ -170,10 +171,10 @@ enum Format {
 }
 
 impl Format {
-    fn parse(self, bytes: &[u8]) -> Result<Vec<NewMetric>, ApiError> {
+    fn parse(self, bytes: &[u8], precision: Precision) -> Result<Vec<NewMetric>, ApiError> {
         let metrics = match self {
-            Format::Json => parse_metrics(bytes),
-            Format::Ndjson => parse_ndjson(bytes),
+            Format::Json => parse_metrics(bytes, precision),
+            Format::Ndjson => parse_ndjson(bytes, precision),
         }?;
         Ok(metrics)
     }
@@ -185,6 +186,39 @@ impl From<ParseError> for ApiError {
         let code = err.code();
         ApiError::bad_request(code, err.into_message())
     }
+}
+
+/// The unit of numeric `ts` values: the `precision` query parameter (`s`, `ms`, `us`, `ns`),
+/// seconds when absent. Read here, before the body, so that a bad value is refused before a
+/// byte of the body is read.
+fn precision(request: &Request) -> Result<Precision, ApiError> {
+    let query = request.uri().query().unwrap_or_default();
+    match form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "precision") {
+        None => Ok(Precision::default()),
+        Some((_, value)) => Precision::from_param(&value).ok_or_else(|| {
+            ApiError::bad_request(
+                ErrorCode::InvalidParam,
+                format!(
+                    "query parameter `precision`: {value:?} is not a unit; use s, ms, us or ns \
+                     (the unit of numeric `ts` values; seconds when absent)"
+                ),
+            )
+        }),
+    }
+}
+
+/// A numeric `ts`'s unit in the spec (the `precision` query parameter of `POST /v1/metrics`).
+#[derive(Debug, Clone, Copy, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
+pub(crate) enum TimePrecision {
+    /// Seconds (the default; a fraction allowed).
+    S,
+    /// Milliseconds.
+    Ms,
+    /// Microseconds.
+    Us,
+    /// Nanoseconds.
+    Ns,
 }
 
 /// The `Content-Length` of a request, when it has a valid one.
@@ -293,7 +327,7 @@ mod tests {
 
     #[test]
     fn a_body_that_is_not_metrics_is_a_400_with_the_parsers_code() {
-        let err = ApiError::from(parse_metrics(b"[42]").unwrap_err());
+        let err = ApiError::from(parse_metrics(b"[42]", Precision::Seconds).unwrap_err());
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
         assert_eq!(err.code(), ErrorCode::InvalidBody);
         assert!(err.to_string().contains("index 0"), "{err}");

@@ -55,6 +55,10 @@ impl MetricsApi {
         /// request, the same on every retry of it.
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<schema::IdempotencyKey>>,
+        /// The unit of a numeric `ts`: `s` (the default: Unix seconds, a fraction allowed), `ms`,
+        /// `us` or `ns`. ISO-8601 strings are not affected. Read by the body's parser.
+        #[oai(name = "precision")]
+        _precision: Query<Option<super::body::TimePrecision>>,
         req: &poem::Request,
     ) -> Result<Json<PostMetricsResponse>, ApiError> {
         // A token confined to name prefixes writes only within them (all or nothing).

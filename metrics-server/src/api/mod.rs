@@ -14,7 +14,6 @@
 //! | `socket.rs` | what both WebSocket routes share: Origin check, cap, writes with a deadline |
 //! | `param_types.rs` | the read routes' parameters as the spec declares them |
 //! | `params.rs` | the read routes' query strings: known parameters only, and their [`Selection`](crate::selection::Selection) |
-//! | `query.rs` | reading query strings strictly (UTF-8, parameters given once) |
 //! | `body.rs`, `schema.rs` | reading POST bodies (type, encoding, limit; `ingest::parse` reads the metrics); the hand-written `Metric` schema |
 //! | `security.rs` | the spec's `bearer` security scheme, from `crate::auth::policy` |
 //! | `error.rs` | [`ApiError`], the one JSON error of every route |
@@ -34,7 +33,6 @@ mod names;
 mod param_types;
 mod params;
 mod protocols;
-mod query;
 mod schema;
 mod security;
 mod socket;

@@ -38,12 +38,21 @@ pub(crate) fn register(registry: &mut Registry) {
                 inline(s)
             }),
             ("ts", {
-                let mut s = MetaSchema::new("string");
-                s.format = Some("date-time");
+                let mut iso = MetaSchema::new("string");
+                iso.format = Some("date-time");
+                let mut epoch = MetaSchema::new("number");
+                // Years 0001 to 9999 in seconds; in a smaller unit (`?precision=`) the same
+                // numbers are always within range too.
+                epoch.minimum = Some(-62_135_596_800.0);
+                epoch.maximum = Some(253_402_300_799.0);
+                let mut s = MetaSchema::new("");
+                s.any_of = vec![inline(iso), inline(epoch)];
                 s.description = Some(
-                    "When it was measured, ISO-8601: `2016-01-01`, `2016-01-01 12:00:00.000`, \
+                    "When it was measured. ISO-8601: `2016-01-01`, `2016-01-01 12:00:00.000`, \
                      `2016-01-01T12:00:00Z`, `2016-01-01T12:00:00+02:00` or `+0200`; no offset \
-                     means UTC. Returned as written; compared on the instant.",
+                     means UTC. Or a number: Unix seconds (`1451649600.5`), or the unit of the \
+                     request's `precision` parameter. Years 0001 to 9999. Returned as written; \
+                     compared on the instant.",
                 );
                 inline(s)
             }),
@@ -173,45 +182,6 @@ documented_string!(
     max_length = Some(255)
 );
 
-/// A time bound of a query (`sts`, `ets`, `since_ts`): an ISO-8601 timestamp, or empty for no
-/// bound. `date-time` is the form the spec can name; a date alone and the other forms of
-/// `Metric.ts` are accepted too. The route parses it and says what is wrong.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct TimeBound(pub(crate) String);
-
-impl poem_openapi::types::Type for TimeBound {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = String;
-    type RawElementValueType = String;
-
-    fn name() -> std::borrow::Cow<'static, str> {
-        "string".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        let mut timestamp = MetaSchema::new("string");
-        timestamp.format = Some("date-time");
-        let mut empty = MetaSchema::new("string");
-        empty.max_length = Some(0);
-        let mut s = MetaSchema::new("string");
-        s.any_of = vec![inline(timestamp), inline(empty)];
-        inline(s)
-    }
-
-    fn as_raw_value(&self) -> Option<&String> {
-        Some(&self.0)
-    }
-
-    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
-        Box::new(std::iter::once(&self.0))
-    }
-}
-
-impl poem_openapi::types::ParseFromParameter for TimeBound {
-    fn parse_from_parameter(value: &str) -> poem_openapi::types::ParseResult<Self> {
-        Ok(TimeBound(value.to_owned()))
-    }
-}
 documented_string!(
     /// A string field of a JSON body that must be a JSON string.
     Text,

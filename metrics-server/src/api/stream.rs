@@ -78,7 +78,9 @@ impl StreamApi {
     /// Resumable live metrics (WebSocket)
     ///
     /// Upgrades to a WebSocket on which the server sends one JSON text frame (`StreamFrame`) per
-    /// committed metric, in commit order: `{"id": <cursor>, "metric": {...as posted}}`. Without
+    /// committed metric the selection parameters select (those of `GET /v1/metrics`: `name`,
+    /// `sts`, `ets`, `tag.<key>`, `match`; none means every metric), in commit order:
+    /// `{"id": <cursor>, "metric": {...as posted}}`; replays apply the same filter. Without
     /// `since` or `since_ts` the stream starts from now, and its first frame is a checkpoint
     /// (`{"id": <cursor>}`, no metric) giving the current cursor. With `since=<cursor>` it first
     /// replays every stored metric after the cursor, then goes live without a gap or a duplicate:
@@ -87,25 +89,41 @@ impl StreamApi {
     /// server pings every 15 s and closes a socket silent for 45 s; clients should ping too. On
     /// shutdown it closes with 1001; on a database failure with 1011 (reconnect with `since`).
     #[oai(path = "/v1/stream", method = "get", operation_id = "streamMetrics")]
+    #[allow(clippy::too_many_arguments)] // the parameters, declared for the spec
     async fn stream(
         &self,
         req: &Request,
         ws: WebSocket,
         /// Only metrics with this name; repeat the parameter for any of several names.
-        #[oai(default)]
-        name: Query<Vec<super::schema::NameFilter>>,
+        #[oai(default, name = "name")]
+        _name: Query<Vec<super::schema::NameFilter>>,
+        /// Only metrics with `ts` at or after this instant (inclusive), live and replayed: the
+        /// forms of `GET /v1/metrics`.
+        #[oai(name = "sts")]
+        _sts: Query<Option<super::param_types::TimeParam>>,
+        /// Only metrics with `ts` at or before this instant (inclusive), live and replayed.
+        #[oai(name = "ets")]
+        _ets: Query<Option<super::param_types::TimeParam>>,
+        /// Only metrics this Prometheus selector selects (`{host=~"web-.*", region!="eu"}`,
+        /// optionally after a name); repeat for all of several. `tag.<key>=<text>` parameters
+        /// filter on a tag as on `GET /v1/metrics`.
+        #[oai(default, name = "match")]
+        _match: Query<Vec<super::param_types::SelectorParam>>,
         /// Resume after this cursor (the `id` of the last frame handled).
         since: Query<Option<i64>>,
-        /// Start by replaying the stored metrics whose `ts` is at or after this ISO-8601
-        /// timestamp (in storage order), then go live. Ignored when `since` is given.
-        since_ts: Query<Option<super::schema::TimeBound>>,
+        /// Start by replaying the stored metrics whose `ts` is at or after this instant (the
+        /// forms of `sts`), in storage order, then go live. Ignored when `since` is given.
+        #[oai(name = "since_ts")]
+        _since_ts: Query<Option<super::param_types::TimeParam>>,
     ) -> Result<StreamUpgraded, ApiError> {
-        super::query::check(req, &["since", "since_ts"])?;
-        let names = super::query::names(name.0.into_iter().map(|n| n.0).collect())?;
+        let params = super::params::Params::read(req, &["since", "since_ts"])?;
+        params.one("since")?;
+        let since_ts = params.one("since_ts")?.map(str::trim);
+        let selection = params.selection()?;
         let admitted = self.state.live.admit(req)?;
         // Subscribe before anything is read from the database: nothing can fall in between.
         let rx = self.state.hub.subscribe();
-        let start = match (since.0, since_ts.0.as_ref().map(|t| t.0.trim())) {
+        let start = match (since.0, since_ts) {
             (Some(cursor), _) if cursor < 0 => {
                 return Err(ApiError::bad_request(
                     ErrorCode::InvalidParam,
@@ -117,7 +135,7 @@ impl StreamApi {
             // sees the upgrade has a higher id and is delivered.
             (None, None | Some("")) => Start::Now(self.state.store.last_id().await?),
             (None, Some(text)) => Start::FromTs(
-                Timestamp::parse(text)
+                Timestamp::parse_param(text, chrono::Utc::now())
                     .map_err(|err| {
                         ApiError::bad_request(
                             ErrorCode::InvalidTimestamp,
@@ -129,7 +147,7 @@ impl StreamApi {
         };
         let stream = LiveStream {
             store: self.state.store.clone(),
-            names,
+            selection,
             shutdown: self.state.shutdown.clone(),
             heartbeat: HEARTBEAT,
         };
@@ -157,8 +175,8 @@ pub(crate) enum Start {
 pub(crate) struct LiveStream {
     /// Where replays read from.
     pub(crate) store: Arc<dyn MetricStore>,
-    /// The name filter; empty means every name.
-    pub(crate) names: Vec<String>,
+    /// Which metrics the client wants, live and replayed alike.
+    pub(crate) selection: Selection,
     /// Cancelled on server shutdown.
     pub(crate) shutdown: CancellationToken,
     /// Ping interval.
@@ -304,7 +322,10 @@ impl LiveStream {
             return; // already replayed
         }
         *cursor = metric.id;
-        if self.wants(&metric.name) {
+        if self
+            .selection
+            .matches(&metric.name, metric.ts_micros, &metric.tags)
+        {
             burst.push(Message::Text(frame(metric.id, &metric.doc)));
         }
     }
@@ -323,11 +344,10 @@ impl LiveStream {
             if self.shutdown.is_cancelled() {
                 return Err(Stop::Gone);
             }
-            let selection = Selection {
-                names: self.names.clone(),
-                start_micros,
-                ..Selection::default()
-            };
+            let mut selection = self.selection.clone();
+            if let Some(from) = start_micros {
+                selection.start_micros = Some(selection.start_micros.map_or(from, |s| s.max(from)));
+            }
             let page = self
                 .store
                 .replay(&selection, *cursor, REPLAY_PAGE)
@@ -347,10 +367,6 @@ impl LiveStream {
                 return Ok(());
             }
         }
-    }
-
-    fn wants(&self, name: &str) -> bool {
-        self.names.is_empty() || self.names.iter().any(|n| n == name)
     }
 }
 
@@ -540,7 +556,7 @@ mod tests {
         let (_from_client, incoming) = mpsc::unbounded::<Result<Message, ReadError>>();
         let stream = LiveStream {
             store: store.clone(),
-            names: vec![],
+            selection: Selection::default(),
             shutdown: CancellationToken::new(),
             heartbeat: HEARTBEAT,
         };
@@ -567,7 +583,7 @@ mod tests {
         let (_from_client, incoming) = mpsc::unbounded::<Result<Message, ReadError>>();
         let stream = LiveStream {
             store: store.clone(),
-            names: vec![],
+            selection: Selection::default(),
             shutdown: CancellationToken::new(),
             heartbeat: HEARTBEAT,
         };

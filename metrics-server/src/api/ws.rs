@@ -17,6 +17,7 @@ use poem::{
     IntoResponse, Request, Response,
 };
 use poem_openapi::{
+    param::Query,
     registry::{MetaResponse, MetaResponses, Registry},
     ApiResponse, OpenApi,
 };
@@ -31,7 +32,7 @@ use super::{
     socket::{self, Incoming, ReadError, Writer},
     ApiTags,
 };
-use crate::{hub::Committed, AppState};
+use crate::{hub::Committed, selection::Selection, AppState};
 
 /// How often an idle socket is pinged.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(30);
@@ -46,7 +47,10 @@ impl LiveApi {
     /// Live metrics (WebSocket)
     ///
     /// Upgrades to a WebSocket on which the server sends, as one text frame each, every metric
-    /// committed from the moment of the request on: the JSON object as posted, in commit order.
+    /// committed from the moment of the request on that the selection parameters select (those
+    /// of `GET /v1/metrics`: `name`, `sts`, `ets`, `tag.<key>`, `match`; none means every
+    /// metric): the JSON object as posted, in commit order. An unknown parameter or a bad value
+    /// is a 400 before the upgrade.
     /// Messages from the client are ignored; one over 64 KiB closes the socket with 1009. A
     /// reader that falls more than the server's subscriber buffer behind is disconnected with
     /// close code 1013 and a reason saying how many metrics it missed; query `GET /v1/metrics` to
@@ -55,7 +59,27 @@ impl LiveApi {
     /// 426 with the JSON error `upgrade_required`; a browser page of a foreign `Origin` gets 403
     /// `forbidden`, and an upgrade over the server's socket cap 503 with `Retry-After`.
     #[oai(path = "/v1/ws", method = "get", operation_id = "liveMetrics")]
-    async fn live(&self, req: &Request, ws: WebSocket) -> Result<LiveUpgraded, ApiError> {
+    async fn live(
+        &self,
+        req: &Request,
+        ws: WebSocket,
+        /// Only metrics with this name; repeat the parameter for any of several names.
+        #[oai(default, name = "name")]
+        _name: Query<Vec<super::schema::NameFilter>>,
+        /// Only metrics with `ts` at or after this instant (inclusive): the forms of
+        /// `GET /v1/metrics`.
+        #[oai(name = "sts")]
+        _sts: Query<Option<super::param_types::TimeParam>>,
+        /// Only metrics with `ts` at or before this instant (inclusive).
+        #[oai(name = "ets")]
+        _ets: Query<Option<super::param_types::TimeParam>>,
+        /// Only metrics this Prometheus selector selects (`{host=~"web-.*", region!="eu"}`,
+        /// optionally after a name); repeat for all of several. `tag.<key>=<text>` parameters
+        /// filter on a tag as on `GET /v1/metrics`.
+        #[oai(default, name = "match")]
+        _match: Query<Vec<super::param_types::SelectorParam>>,
+    ) -> Result<LiveUpgraded, ApiError> {
+        let selection = super::params::selection(req, &[])?;
         let admitted = self.state.live.admit(req)?;
         // Subscribe now, not after the handshake: a metric posted as soon as the client sees
         // the upgrade must reach it.
@@ -64,7 +88,9 @@ impl LiveApi {
         Ok(LiveUpgraded(socket::upgrade(
             ws,
             admitted,
-            move |writer, incoming| serve_socket(writer, incoming, rx, shutdown, HEARTBEAT),
+            move |writer, incoming| {
+                serve_socket(writer, incoming, rx, selection, shutdown, HEARTBEAT)
+            },
         )))
     }
 }
@@ -98,14 +124,15 @@ impl ApiResponse for LiveUpgraded {
     fn register(_: &mut Registry) {}
 }
 
-/// Forwards committed metrics to one socket until it closes, lags, stalls, or the server shuts
-/// down.
+/// Forwards the committed metrics `selection` selects to one socket until it closes, lags,
+/// stalls, or the server shuts down.
 ///
 /// Generic over the socket's halves so that unit tests can drive it with channels.
 pub(crate) async fn serve_socket<Si, St>(
     mut writer: Writer<Si>,
     mut incoming: St,
     mut rx: broadcast::Receiver<Arc<Committed>>,
+    selection: Selection,
     shutdown: CancellationToken,
     heartbeat: Duration,
 ) where
@@ -132,6 +159,7 @@ pub(crate) async fn serve_socket<Si, St>(
             },
             _ = ping.tick() => Message::Ping(Vec::new()),
             item = rx.recv() => match item {
+                Ok(metric) if !wanted(&selection, &metric) => continue,
                 Ok(metric) => Message::Text(metric.doc.clone()),
                 Err(RecvError::Lagged(missed)) => {
                     close_lagging(&mut writer, missed).await;
@@ -146,6 +174,7 @@ pub(crate) async fn serve_socket<Si, St>(
         if matches!(burst[0], Message::Text(_)) {
             while burst.len() <= MAX_BURST {
                 match rx.try_recv() {
+                    Ok(metric) if !wanted(&selection, &metric) => {}
                     Ok(metric) => burst.push(Message::Text(metric.doc.clone())),
                     Err(TryRecvError::Lagged(missed)) => {
                         lagged = Some(missed);
@@ -165,6 +194,11 @@ pub(crate) async fn serve_socket<Si, St>(
             break;
         }
     }
+}
+
+/// Whether a socket with this selection gets this metric.
+fn wanted(selection: &Selection, metric: &Committed) -> bool {
+    selection.matches(&metric.name, metric.ts_micros, &metric.tags)
 }
 
 /// Frames written to a socket before one flush, at most.
@@ -193,12 +227,17 @@ mod tests {
     }
 
     fn start(hub: &Hub, shutdown: CancellationToken) -> Fake {
+        start_with(hub, shutdown, Selection::default())
+    }
+
+    fn start_with(hub: &Hub, shutdown: CancellationToken, selection: Selection) -> Fake {
         let (sink, sent) = mpsc::unbounded();
         let (from_client, incoming) = mpsc::unbounded();
         let task = tokio::spawn(serve_socket(
             Writer::new(sink, Duration::from_secs(10)),
             incoming,
             hub.subscribe(),
+            selection,
             shutdown,
             HEARTBEAT,
         ));
@@ -243,6 +282,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn forwards_only_what_the_selection_selects() {
+        use crate::selection::{MatchOp, TagMatcher};
+        let hub = Hub::new(16);
+        let shutdown = CancellationToken::new();
+        let selection = Selection {
+            names: vec!["cpu".into()],
+            start_micros: Some(10),
+            tags: vec![TagMatcher {
+                key: "host".into(),
+                op: MatchOp::Equal(vec!["a".into()]),
+            }],
+            ..Selection::default()
+        };
+        let mut fake = start_with(&hub, shutdown.clone(), selection);
+        let tagged = |id: i64, name: &str, ts_micros: i64, host: &str| Committed {
+            id,
+            name: name.into(),
+            ts_micros,
+            tags: [("host".to_owned(), host.to_owned())].into_iter().collect(),
+            doc: format!("{{\"n\":{id}}}"),
+        };
+        hub.publish([
+            tagged(1, "cpu", 10, "b"), // another host
+            tagged(2, "mem", 10, "a"), // another name
+            tagged(3, "cpu", 9, "a"),  // before the range
+            tagged(4, "cpu", 10, "a"),
+            tagged(5, "cpu", 11, "b"),
+        ]);
+        hub.publish([tagged(6, "cpu", 12, "b"), tagged(7, "cpu", 12, "a")]);
+        assert_eq!(
+            fake.sent.next().await,
+            Some(Message::Text("{\"n\":4}".into()))
+        );
+        assert_eq!(
+            fake.sent.next().await,
+            Some(Message::Text("{\"n\":7}".into()))
+        );
+        shutdown.cancel();
+        assert!(matches!(fake.sent.next().await, Some(Message::Close(_))));
+        fake.task.await.unwrap();
+    }
+
+    #[tokio::test]
     async fn closes_a_lagging_reader_with_1013() {
         let hub = Hub::new(2);
         let mut fake = start(&hub, CancellationToken::new());
@@ -272,6 +354,7 @@ mod tests {
             Writer::new(sink, Duration::from_millis(500)),
             incoming,
             hub.subscribe(),
+            Selection::default(),
             CancellationToken::new(),
             HEARTBEAT,
         ));

@@ -5,7 +5,8 @@
 //! line ([`parse_ndjson`]). Either way it becomes a list of [`NewMetric`]s or a [`ParseError`]
 //! that names what is wrong (the metric by index or line, then the field), before anything is
 //! stored. A metric needs a `name` (see [`validate_name`]), a `value` (a number, string or
-//! boolean) and a `ts` (an ISO-8601 string within [`Timestamp`]'s range); its other keys are kept
+//! boolean) and a `ts` (an ISO-8601 string, or a number of Unix seconds or of the request's
+//! [`Precision`], within [`Timestamp`]'s range); its other keys are kept
 //! but only checked to be decodable: valid Unicode, numbers that fit an `f64`, at most
 //! [`MAX_DEPTH`] levels of nesting. The object is kept exactly as posted (keys, order, number
 //! spelling, `ts` as written), minus insignificant whitespace ([`compact`]).
@@ -65,8 +66,107 @@ impl ParseError {
     }
 }
 
-/// Parses an NDJSON body: one metric object per line, blank lines skipped.
-pub(crate) fn parse_ndjson(bytes: &[u8]) -> Result<Vec<NewMetric>, ParseError> {
+/// The unit of a numeric `ts`: seconds unless the request says otherwise (`?precision=`).
+/// A number is never read by its magnitude: `1700000000000` in seconds is refused as beyond
+/// year 9999, with a hint to name the unit, rather than guessed to be milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Precision {
+    /// Unix seconds, a fraction allowed (`1700000000.25`).
+    #[default]
+    Seconds,
+    /// Milliseconds since the epoch.
+    Millis,
+    /// Microseconds since the epoch.
+    Micros,
+    /// Nanoseconds since the epoch (below a microsecond is dropped).
+    Nanos,
+}
+
+impl Precision {
+    /// The value of a `precision` parameter: `s`, `ms`, `us` or `ns`.
+    pub(crate) fn from_param(text: &str) -> Option<Precision> {
+        match text {
+            "s" => Some(Precision::Seconds),
+            "ms" => Some(Precision::Millis),
+            "us" => Some(Precision::Micros),
+            "ns" => Some(Precision::Nanos),
+            _ => None,
+        }
+    }
+
+    /// The power of ten that turns one of this unit into microseconds.
+    fn micros_exponent(self) -> i32 {
+        match self {
+            Precision::Seconds => 6,
+            Precision::Millis => 3,
+            Precision::Micros => 0,
+            Precision::Nanos => -3,
+        }
+    }
+
+    fn unit_name(self) -> &'static str {
+        match self {
+            Precision::Seconds => "seconds",
+            Precision::Millis => "milliseconds",
+            Precision::Micros => "microseconds",
+            Precision::Nanos => "nanoseconds",
+        }
+    }
+}
+
+/// A numeric `ts` (its JSON text) as microseconds since the epoch, computed exactly from the
+/// decimal text (no float rounding; below a microsecond is truncated towards the past), or
+/// `None` when it lies beyond the range of [`Timestamp`] (years 1 to 9999).
+fn number_micros(text: &str, precision: Precision) -> Option<i64> {
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i32>().ok()?),
+        None => (rest, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: String = int.chars().chain(frac.chars()).collect();
+    let digits = digits.trim_start_matches('0');
+    // The value is `digits * 10^shift` microseconds.
+    let shift = i64::from(exponent) - frac.len() as i64 + i64::from(precision.micros_exponent());
+    if digits.is_empty() {
+        return Some(0);
+    }
+    let magnitude: i128 = if shift >= 0 {
+        // More than 19 digits before the point is beyond any i64, let alone year 9999.
+        if digits.len() as i64 + shift > 19 {
+            return None;
+        }
+        digits.parse::<i128>().ok()? * 10i128.pow(shift as u32)
+    } else {
+        let cut = (-shift) as usize;
+        if cut >= digits.len() {
+            // Less than one microsecond.
+            i128::from(negative && digits.bytes().any(|b| b != b'0'))
+        } else {
+            let (kept, dropped) = digits.split_at(digits.len() - cut);
+            if kept.len() > 19 {
+                return None;
+            }
+            let kept: i128 = kept.parse().ok()?;
+            kept + i128::from(negative && dropped.bytes().any(|b| b != b'0'))
+        }
+    };
+    let micros = if negative { -magnitude } else { magnitude };
+    let micros = i64::try_from(micros).ok()?;
+    (Timestamp::MIN_MICROS..=Timestamp::MAX_MICROS)
+        .contains(&micros)
+        .then_some(micros)
+}
+
+/// Parses an NDJSON body: one metric object per line, blank lines skipped; a numeric `ts` is in
+/// `precision`'s unit.
+pub(crate) fn parse_ndjson(
+    bytes: &[u8],
+    precision: Precision,
+) -> Result<Vec<NewMetric>, ParseError> {
     let text = std::str::from_utf8(bytes).map_err(|err| {
         ParseError::new(
             ErrorCode::InvalidJson,
@@ -87,7 +187,8 @@ pub(crate) fn parse_ndjson(bytes: &[u8]) -> Result<Vec<NewMetric>, ParseError> {
                 at_line(format!("not valid JSON: {}", strip_position(&err))),
             )
         })?;
-        let metric = parse_metric(raw).map_err(|e| ParseError::new(e.code, at_line(e.message)))?;
+        let metric = parse_metric(raw, precision)
+            .map_err(|e| ParseError::new(e.code, at_line(e.message)))?;
         metrics.push(metric);
     }
     if metrics.is_empty() {
@@ -99,8 +200,12 @@ pub(crate) fn parse_ndjson(bytes: &[u8]) -> Result<Vec<NewMetric>, ParseError> {
     Ok(metrics)
 }
 
-/// Parses a body: one metric object or an array of them.
-pub(crate) fn parse_metrics(bytes: &[u8]) -> Result<Vec<NewMetric>, ParseError> {
+/// Parses a body: one metric object or an array of them; a numeric `ts` is in `precision`'s
+/// unit.
+pub(crate) fn parse_metrics(
+    bytes: &[u8],
+    precision: Precision,
+) -> Result<Vec<NewMetric>, ParseError> {
     let text = std::str::from_utf8(bytes).map_err(|err| {
         ParseError::new(
             ErrorCode::InvalidJson,
@@ -123,12 +228,12 @@ pub(crate) fn parse_metrics(bytes: &[u8]) -> Result<Vec<NewMetric>, ParseError> 
             items
                 .iter()
                 .enumerate()
-                .map(|(i, raw)| parse_metric(raw).map_err(|e| e.in_batch(i)))
+                .map(|(i, raw)| parse_metric(raw, precision).map_err(|e| e.in_batch(i)))
                 .collect()
         }
         Some(b'{') => {
             let raw: &RawValue = serde_json::from_str(text).map_err(invalid_json)?;
-            Ok(vec![parse_metric(raw)?])
+            Ok(vec![parse_metric(raw, precision)?])
         }
         Some(_) => {
             // Say whether it was JSON at all before saying it was the wrong JSON.
@@ -362,7 +467,7 @@ impl<'de> Visitor<'de> for Checked {
     }
 }
 
-fn parse_metric(raw: &RawValue) -> Result<NewMetric, ParseError> {
+fn parse_metric(raw: &RawValue, precision: Precision) -> Result<NewMetric, ParseError> {
     let text = raw.get();
     if !text.starts_with('{') {
         return Err(ParseError::new(
@@ -415,23 +520,48 @@ fn parse_metric(raw: &RawValue) -> Result<NewMetric, ParseError> {
         }
     };
 
-    let ts_text: String = fields.ts.ok_or_else(|| missing("ts")).and_then(|raw| {
-        serde_json::from_str(raw.get()).map_err(|_| {
+    let ts_raw = fields.ts.ok_or_else(|| missing("ts"))?.get();
+    let ts_micros = if ts_raw.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        number_micros(ts_raw, precision).ok_or_else(|| {
+            let hint = match precision {
+                Precision::Seconds => "a number is read as Unix seconds; for milliseconds, \
+                                       microseconds or nanoseconds add ?precision=ms (us, ns) \
+                                       to the request"
+                    .to_owned(),
+                other => format!(
+                    "the request's `precision` parameter reads numbers as {}; check it (s, \
+                     ms, us or ns)",
+                    other.unit_name()
+                ),
+            };
             ParseError::new(
                 ErrorCode::InvalidTimestamp,
-                "field `ts` must be an ISO-8601 string such as \"2016-01-01T12:00:00Z\"",
+                format!(
+                    "field `ts`: {ts_raw} {} is outside years 0001 to 9999; {hint}",
+                    precision.unit_name()
+                ),
             )
-        })
-    })?;
-    let ts = Timestamp::parse(&ts_text).map_err(|err| {
-        ParseError::new(ErrorCode::InvalidTimestamp, format!("field `ts`: {err}"))
-    })?;
+        })?
+    } else {
+        let ts_text: String = serde_json::from_str(ts_raw).map_err(|_| {
+            ParseError::new(
+                ErrorCode::InvalidTimestamp,
+                "field `ts` must be an ISO-8601 string such as \"2016-01-01T12:00:00Z\" or a \
+                 number of Unix seconds such as 1451649600",
+            )
+        })?;
+        Timestamp::parse(&ts_text)
+            .map_err(|err| {
+                ParseError::new(ErrorCode::InvalidTimestamp, format!("field `ts`: {err}"))
+            })?
+            .timestamp_micros()
+    };
 
     let doc = compact(text);
     let tags = crate::selection::tags_of(&doc).unwrap_or_default();
     Ok(NewMetric {
         name,
-        ts_micros: ts.timestamp_micros(),
+        ts_micros,
         value,
         doc,
         tags,

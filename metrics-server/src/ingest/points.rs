@@ -18,7 +18,7 @@ use chrono::{DateTime, SecondsFormat};
 use metrics_types::ErrorCode;
 use serde_json::Value;
 
-use super::parse::{parse_metrics, ParseError};
+use super::parse::{parse_metrics, ParseError, Precision};
 use crate::store::NewMetric;
 
 /// A point's value, in the JSON type it is stored as.
@@ -116,7 +116,7 @@ impl Point {
         let text = self
             .to_json()
             .map_err(|message| ParseError::new(ErrorCode::InvalidField, message))?;
-        let mut metrics = parse_metrics(text.as_bytes())?;
+        let mut metrics = parse_metrics(text.as_bytes(), Precision::default())?;
         Ok(metrics.remove(0))
     }
 }

@@ -69,9 +69,10 @@ async fn bad_requests_get_clear_json_errors(backend: Backend) {
             "`value`",
         ),
         (
-            r#"{"name": "a", "value": 1, "ts": 1451606400}"#,
+            // A number is Unix seconds: milliseconds sent as such land past year 9999.
+            r#"{"name": "a", "value": 1, "ts": 1451606400000}"#,
             "invalid_timestamp",
-            "`ts`",
+            "precision=ms",
         ),
         (
             r#"{"name": "a", "value": 1, "ts": "2016-02-30"}"#,

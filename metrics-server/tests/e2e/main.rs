@@ -23,12 +23,15 @@ mod catalog;
 mod delete;
 
 mod errors;
+mod filtered_live;
 mod idempotency;
 mod live;
 mod names;
+mod numeric_ts;
 mod openapi;
 mod original;
 mod query;
+mod retention;
 mod round_trip;
 mod shutdown;
 mod stream;

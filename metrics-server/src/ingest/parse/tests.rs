@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// The parsers with numbers read as seconds, the default.
+fn parse_metrics(bytes: &[u8]) -> Result<Vec<NewMetric>, ParseError> {
+    super::parse_metrics(bytes, Precision::Seconds)
+}
+
+fn parse_ndjson(bytes: &[u8]) -> Result<Vec<NewMetric>, ParseError> {
+    super::parse_ndjson(bytes, Precision::Seconds)
+}
+
 fn error(body: &str) -> ParseError {
     parse_metrics(body.as_bytes()).expect_err(body)
 }
@@ -127,6 +136,7 @@ mod props {
     use serde_json::Value;
 
     use super::super::*;
+    use super::{parse_metrics, parse_ndjson};
 
     /// Any JSON value, nested a few levels, with arbitrary Unicode (NUL and controls too).
     fn json_value() -> impl Strategy<Value = Value> {
@@ -281,6 +291,21 @@ mod props {
         #![proptest_config(ProptestConfig::with_cases(300))]
 
         #[test]
+        fn numeric_timestamps_are_read_exactly_in_every_unit(
+            micros in metrics_types::Timestamp::MIN_MICROS..=metrics_types::Timestamp::MAX_MICROS
+        ) {
+            let sign = if micros < 0 { "-" } else { "" };
+            let abs = micros.unsigned_abs();
+            let seconds = format!("{sign}{}.{:06}", abs / 1_000_000, abs % 1_000_000);
+            prop_assert_eq!(number_micros(&seconds, Precision::Seconds), Some(micros));
+            prop_assert_eq!(number_micros(&micros.to_string(), Precision::Micros), Some(micros));
+            let nanos = format!("{sign}{abs}000");
+            prop_assert_eq!(number_micros(&nanos, Precision::Nanos), Some(micros));
+            let millis = format!("{sign}{}.{:03}", abs / 1000, abs % 1000);
+            prop_assert_eq!(number_micros(&millis, Precision::Millis), Some(micros));
+        }
+
+        #[test]
         fn any_bytes_parse_or_get_a_4xx(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
             for result in [parse_metrics(&bytes), parse_ndjson(&bytes)] {
                 if let Err(err) = result {
@@ -353,4 +378,82 @@ mod props {
             }
         }
     }
+}
+
+#[test]
+fn numeric_timestamps_are_seconds_unless_the_precision_says_otherwise() {
+    let micros = |ts: &str, precision: Precision| {
+        let body = format!(r#"{{"name":"a","value":1,"ts":{ts}}}"#);
+        let metric = &super::parse_metrics(body.as_bytes(), precision).unwrap()[0];
+        // The stored object keeps `ts` as sent.
+        assert_eq!(metric.doc, body);
+        metric.ts_micros
+    };
+    use Precision::*;
+    assert_eq!(micros("1451649600", Seconds), 1_451_649_600_000_000);
+    assert_eq!(micros("1451649600.5", Seconds), 1_451_649_600_500_000);
+    assert_eq!(micros("1451649600.1234567", Seconds), 1_451_649_600_123_456);
+    assert_eq!(micros("1.4516496e9", Seconds), 1_451_649_600_000_000);
+    assert_eq!(micros("14516496E+2", Seconds), 1_451_649_600_000_000);
+    assert_eq!(micros("0", Seconds), 0);
+    assert_eq!(
+        micros("0.0000000000000000000000000000001e40", Seconds),
+        1_000_000_000_000_000
+    );
+    assert_eq!(micros("0.0000001", Seconds), 0);
+    assert_eq!(micros("-1.5", Seconds), -1_500_000);
+    // Below a microsecond is truncated towards the past, as for ISO-8601 strings.
+    assert_eq!(micros("-0.0000001", Seconds), -1);
+    assert_eq!(micros("1451649600123", Millis), 1_451_649_600_123_000);
+    assert_eq!(micros("1451649600123456", Micros), 1_451_649_600_123_456);
+    assert_eq!(micros("1451649600123456789", Nanos), 1_451_649_600_123_456);
+    assert_eq!(micros("1451649600123.5", Millis), 1_451_649_600_123_500);
+    // The limits: years 0001 and 9999.
+    assert_eq!(
+        micros("253402300799.999999", Seconds),
+        Timestamp::MAX_MICROS
+    );
+    assert_eq!(micros("-62135596800", Seconds), Timestamp::MIN_MICROS);
+}
+
+#[test]
+fn numeric_timestamps_beyond_year_9999_name_the_precision_parameter() {
+    let refused = |ts: &str, precision: Precision| {
+        let body = format!(r#"{{"name":"a","value":1,"ts":{ts}}}"#);
+        let err = super::parse_metrics(body.as_bytes(), precision).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidTimestamp, "{ts}");
+        err.to_string()
+    };
+    // Milliseconds sent without saying so: never guessed, refused with the hint.
+    let message = refused("1451649600123", Precision::Seconds);
+    assert!(
+        message.contains("field `ts`")
+            && message.contains("1451649600123 seconds")
+            && message.contains("precision=ms"),
+        "{message}"
+    );
+    let message = refused("1451649600123456789", Precision::Millis);
+    assert!(
+        message.contains("milliseconds") && message.contains("`precision`"),
+        "{message}"
+    );
+    for ts in [
+        "253402300800",
+        "-62135596801",
+        "1e20",
+        "-1e300",
+        "123456789012345678901234567890",
+        "0.0000000000000000000000000000001e50",
+    ] {
+        refused(ts, Precision::Seconds);
+    }
+    // Other types are still refused as before, naming both forms.
+    let message = error(r#"{"name":"a","value":1,"ts":true}"#).to_string();
+    assert!(
+        message.contains("ISO-8601") && message.contains("Unix seconds"),
+        "{message}"
+    );
+    // In a batch, the metric is named.
+    let message = refused("[1]", Precision::Seconds);
+    assert!(message.contains("must be"), "{message}");
 }
