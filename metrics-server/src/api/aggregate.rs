@@ -528,7 +528,8 @@ declared_param!(
             MetaSchemaRef::Inline(Box::new(named)),
             MetaSchemaRef::Inline(Box::new(number)),
         ];
-        s.default = Some(json!("none"));
+        // No `default`: Swagger UI's "Try it out" sends a declared default, and `fill` without
+        // `step` is refused. The description says `none` is what an absent `fill` means.
         MetaSchemaRef::Inline(Box::new(s))
     }
 );
