@@ -483,7 +483,9 @@ declared_param!(
     StepParam,
     || {
         let mut s = MetaSchema::new("string");
-        s.pattern = Some(r"^[0-9]{1,12}[smhdw]?$".to_owned());
+        // Narrower than the server (which takes up to ten years in any unit, leading zeros too), so
+        // that every value the pattern allows is accepted: not zero, and within ten years.
+        s.pattern = Some(r"^([1-9][0-9]{0,7}s?|[1-9][0-9]{0,5}m|[1-9][0-9]{0,3}h|[1-9][0-9]{0,2}d|[1-9][0-9]?w)$".to_owned());
         MetaSchemaRef::Inline(Box::new(s))
     }
 );
@@ -492,7 +494,8 @@ declared_param!(
     /// `agg`: comma-separated functions.
     AggParam,
     || {
-        let function = r"(count|sum|avg|min|max|first|last|stddev|p[0-9]{1,3}(\.[0-9]{1,4})?)";
+        let function =
+            r"(count|sum|avg|min|max|first|last|stddev|p(100(\.0{1,4})?|[0-9]{1,2}(\.[0-9]{1,4})?))";
         let mut s = MetaSchema::new("string");
         s.pattern = Some(format!("^{function}(,{function})*$"));
         MetaSchemaRef::Inline(Box::new(s))
@@ -510,7 +513,7 @@ declared_param!(
     OffsetParam,
     || {
         let mut s = MetaSchema::new("string");
-        s.pattern = Some(r"^-?[0-9]{1,12}[smhdw]?$".to_owned());
+        s.pattern = Some(r"^-?(0[smhdw]?|[1-9][0-9]{0,7}s?|[1-9][0-9]{0,5}m|[1-9][0-9]{0,3}h|[1-9][0-9]{0,2}d|[1-9][0-9]?w)$".to_owned());
         MetaSchemaRef::Inline(Box::new(s))
     }
 );

@@ -86,7 +86,11 @@ def _acceptable(ctx, query):
     - `columns` on `GET /v1/metrics` without `format=csv`: 400, columns exist in CSV only;
     - a `cursor` the server did not make: it is opaque (the spec says take it from the `Link`
       header), so a random string of its alphabet is no more "valid data" than a random
-      password; a cursor refused is a 400 naming it.
+      password; a cursor refused is a 400 naming it;
+    - aggregation (`GET /v1/metrics` with `step`): `agg`, `by`, `offset` and `fill` need `step`,
+      and `limit`, `order`, `cursor` and `columns` do not go with it (400 naming the parameter);
+      the 11,000-bucket cap depends on the span, so an aggregation is sent only with `sts` and
+      `ets` that keep it within the cap (without them the span is the stored data's).
     """
     if not isinstance(query, dict):
         return True
@@ -109,7 +113,27 @@ def _acceptable(ctx, query):
     if route == ("GET", "/v1/metrics") and _given(query, "columns"):
         if str(query.get("format", "")).strip() != "csv":
             return False
+    if route == ("GET", "/v1/metrics"):
+        # Present counts, even empty: `by=` asks for an aggregation as much as `by=host`.
+        if "step" in query:
+            if any(n in query for n in ("limit", "order", "cursor", "columns")):
+                return False
+            step = _seconds(query.get("step"))
+            if step is None or start is None or end is None:
+                return False
+            if (end - start) / step + 1 > 11_000:
+                return False
+        elif any(n in query for n in ("agg", "by", "offset", "fill")):
+            return False
     return True
+
+
+def _seconds(value):
+    """A `step` (`60`, `5m`) in seconds, or None."""
+    match = re.fullmatch(r"([0-9]+)([smhdw]?)", str(value).strip())
+    if not match or int(match.group(1)) == 0:
+        return None
+    return int(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
 @schemathesis.hook
