@@ -41,6 +41,8 @@ pub struct Monitor {
     commit_failures: Counter,
     queue_depth: Gauge,
     subscribers: Gauge,
+    lag_closes: Counter,
+    lag_missed: Counter,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -109,6 +111,18 @@ impl Monitor {
             "Live stream subscribers",
             subscribers.clone(),
         );
+        let lag_closes = Counter::default();
+        registry.register(
+            "ws_lag_closes",
+            "WebSockets on /v1/ws closed with 1013 because they fell behind the live ring",
+            lag_closes.clone(),
+        );
+        let lag_missed = Counter::default();
+        registry.register(
+            "ws_lag_missed_frames",
+            "Metrics those lagging WebSockets missed (not sent to them)",
+            lag_missed.clone(),
+        );
         Monitor {
             registry,
             requests,
@@ -119,7 +133,15 @@ impl Monitor {
             commit_failures,
             queue_depth,
             subscribers,
+            lag_closes,
+            lag_missed,
         }
+    }
+
+    /// Counts a live socket closed for lagging, and the metrics it missed.
+    pub(crate) fn lagged(&self, missed: u64) {
+        self.lag_closes.inc();
+        self.lag_missed.inc_by(missed);
     }
 
     /// Counts an answered request.
@@ -224,6 +246,7 @@ mod tests {
         monitor.request(route_of("/nope/1"), "GET", 404, Duration::from_millis(1));
         monitor.committed(5, Duration::from_millis(2));
         monitor.commit_failed();
+        monitor.lagged(3);
         let text = monitor.scrape(3, 2);
         for line in [
             "metrics_http_requests_total{route=\"/v1/metrics\",method=\"POST\",status=\"200\"} 1",
@@ -233,6 +256,8 @@ mod tests {
             "metrics_commit_rows_sum 5.0",
             "metrics_commit_duration_seconds_count 1",
             "metrics_rows_stored_total 5",
+            "metrics_ws_lag_closes_total 1",
+            "metrics_ws_lag_missed_frames_total 3",
             "metrics_commit_failures_total 1",
             "metrics_writer_queue_depth 3",
             "metrics_live_subscribers 2",

@@ -32,7 +32,7 @@ use super::{
     socket::{self, Incoming, ReadError, Writer},
     ApiTags,
 };
-use crate::{hub::Committed, selection::Selection, AppState};
+use crate::{hub::Committed, monitor::Monitor, selection::Selection, AppState};
 
 /// How often an idle socket is pinged.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(30);
@@ -85,11 +85,14 @@ impl LiveApi {
         // the upgrade must reach it.
         let rx = self.state.hub.subscribe();
         let shutdown = self.state.shutdown.clone();
+        let monitor = self.state.monitor.clone();
         Ok(LiveUpgraded(socket::upgrade(
             ws,
             admitted,
             move |writer, incoming| {
-                serve_socket(writer, incoming, rx, selection, shutdown, HEARTBEAT)
+                serve_socket(
+                    writer, incoming, rx, selection, shutdown, HEARTBEAT, monitor,
+                )
             },
         )))
     }
@@ -135,6 +138,7 @@ pub(crate) async fn serve_socket<Si, St>(
     selection: Selection,
     shutdown: CancellationToken,
     heartbeat: Duration,
+    monitor: Arc<Monitor>,
 ) where
     Si: Sink<Message> + Unpin,
     St: Stream<Item = Result<Message, ReadError>> + Unpin,
@@ -162,6 +166,7 @@ pub(crate) async fn serve_socket<Si, St>(
                 Ok(metric) if !wanted(&selection, &metric) => continue,
                 Ok(metric) => Message::Text(metric.doc.clone()),
                 Err(RecvError::Lagged(missed)) => {
+                    monitor.lagged(missed);
                     close_lagging(&mut writer, missed).await;
                     break;
                 }
@@ -190,6 +195,7 @@ pub(crate) async fn serve_socket<Si, St>(
             _ = shutdown.cancelled() => break,
         }
         if let Some(missed) = lagged {
+            monitor.lagged(missed);
             close_lagging(&mut writer, missed).await;
             break;
         }
@@ -224,6 +230,7 @@ mod tests {
         sent: mpsc::UnboundedReceiver<Message>,
         from_client: mpsc::UnboundedSender<Result<Message, ReadError>>,
         task: tokio::task::JoinHandle<()>,
+        monitor: Arc<Monitor>,
     }
 
     fn start(hub: &Hub, shutdown: CancellationToken) -> Fake {
@@ -233,6 +240,7 @@ mod tests {
     fn start_with(hub: &Hub, shutdown: CancellationToken, selection: Selection) -> Fake {
         let (sink, sent) = mpsc::unbounded();
         let (from_client, incoming) = mpsc::unbounded();
+        let monitor = Arc::new(Monitor::new());
         let task = tokio::spawn(serve_socket(
             Writer::new(sink, Duration::from_secs(10)),
             incoming,
@@ -240,11 +248,13 @@ mod tests {
             selection,
             shutdown,
             HEARTBEAT,
+            monitor.clone(),
         ));
         Fake {
             sent,
             from_client,
             task,
+            monitor,
         }
     }
 
@@ -342,6 +352,16 @@ mod tests {
             other => panic!("expected a 1013 close, got {other:?}"),
         }
         fake.task.await.unwrap();
+        // `GET /metrics` tells the operator: one socket closed, the 3 metrics it missed.
+        let scraped = fake.monitor.scrape(0, 0);
+        assert!(
+            scraped.contains("metrics_ws_lag_closes_total 1"),
+            "{scraped}"
+        );
+        assert!(
+            scraped.contains("metrics_ws_lag_missed_frames_total 3"),
+            "{scraped}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -357,6 +377,7 @@ mod tests {
             Selection::default(),
             CancellationToken::new(),
             HEARTBEAT,
+            Arc::new(Monitor::new()),
         ));
         // It lags; the 1013 cannot be written either, and must not be waited for forever.
         hub.publish((1..=5).map(metric));
