@@ -32,6 +32,8 @@ mod aggregate;
 mod error;
 mod metric;
 mod names;
+#[cfg(feature = "remote-write")]
+pub mod remote_write;
 mod stream;
 mod time_param;
 mod timestamp;

@@ -17,46 +17,7 @@ use crate::store::NewMetric;
 #[cfg(test)]
 const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 
-/// `prometheus.WriteRequest` (remote write 1.0), with only the fields we read.
-#[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct WriteRequest {
-    /// The series.
-    #[prost(message, repeated, tag = "1")]
-    pub(crate) timeseries: Vec<TimeSeries>,
-}
-
-/// `prometheus.TimeSeries`: a label set and its samples.
-#[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct TimeSeries {
-    /// The labels, `__name__` among them, sorted by name.
-    #[prost(message, repeated, tag = "1")]
-    pub(crate) labels: Vec<Label>,
-    /// The samples, oldest first.
-    #[prost(message, repeated, tag = "2")]
-    pub(crate) samples: Vec<Sample>,
-}
-
-/// `prometheus.Label`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct Label {
-    /// The label name.
-    #[prost(string, tag = "1")]
-    pub(crate) name: String,
-    /// The label value.
-    #[prost(string, tag = "2")]
-    pub(crate) value: String,
-}
-
-/// `prometheus.Sample`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct Sample {
-    /// The value.
-    #[prost(double, tag = "1")]
-    pub(crate) value: f64,
-    /// Milliseconds since the Unix epoch.
-    #[prost(int64, tag = "2")]
-    pub(crate) timestamp: i64,
-}
+use metrics_types::remote_write::WriteRequest;
 
 /// What a request held: the metrics to store, and how many samples were skipped.
 #[derive(Debug)]
@@ -147,6 +108,7 @@ pub(crate) fn decode(protobuf: &[u8]) -> Result<Decoded, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use metrics_types::remote_write::{Label, Sample, TimeSeries};
 
     fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> TimeSeries {
         TimeSeries {

@@ -141,33 +141,7 @@ async fn a_bad_line_is_a_400_naming_it_and_stores_nothing(backend: Backend) {
     assert_eq!(error["code"], "method_not_allowed");
 }
 
-/// Remote write 1.0's messages, as the spec defines them.
-#[derive(Clone, PartialEq, prost::Message)]
-struct WriteRequest {
-    #[prost(message, repeated, tag = "1")]
-    timeseries: Vec<TimeSeries>,
-}
-#[derive(Clone, PartialEq, prost::Message)]
-struct TimeSeries {
-    #[prost(message, repeated, tag = "1")]
-    labels: Vec<Label>,
-    #[prost(message, repeated, tag = "2")]
-    samples: Vec<Sample>,
-}
-#[derive(Clone, PartialEq, prost::Message)]
-struct Label {
-    #[prost(string, tag = "1")]
-    name: String,
-    #[prost(string, tag = "2")]
-    value: String,
-}
-#[derive(Clone, PartialEq, prost::Message)]
-struct Sample {
-    #[prost(double, tag = "1")]
-    value: f64,
-    #[prost(int64, tag = "2")]
-    timestamp: i64,
-}
+use metrics_types::remote_write::{Label, Sample, TimeSeries, WriteRequest};
 
 fn remote_write_body(request: &WriteRequest) -> Vec<u8> {
     snap::raw::Encoder::new()
